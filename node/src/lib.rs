@@ -1,3 +1,13 @@
 //! The Hearth node: the `hearth` command line and, later, the daemon.
+//!
+//! - [`Store`]: the local RocksDB store, with secrets sealed at rest ([`Unlock`]).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod error;
+pub mod secrets;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use secrets::Unlock;
+pub use store::{Batch, Cf, Store};
