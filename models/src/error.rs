@@ -22,6 +22,34 @@ pub enum Error {
         /// What is wrong, naming the field or tensor.
         reason: String,
     },
+    /// A weight file holds a tensor in an encoding this crate cannot decode.
+    #[error("unsupported tensor type {ggml_type} for tensor {tensor}")]
+    UnsupportedTensorType {
+        /// The tensor's name in the file.
+        tensor: String,
+        /// The encoding's name (e.g. `Q6_K`, `I32`).
+        ggml_type: String,
+    },
+    /// A weight file lacks a tensor the model needs.
+    #[error("missing tensor {name}")]
+    MissingTensor {
+        /// The tensor's name (canonical or as in the file).
+        name: String,
+    },
+    /// A GGUF file lacks a metadata key, or holds it with the wrong type.
+    #[error("gguf metadata {key}: {reason}")]
+    Metadata {
+        /// The key, e.g. `llama.block_count`.
+        key: String,
+        /// What is wrong ("missing", "expected u32, found string", ...).
+        reason: String,
+    },
+    /// Building or running the tokenizer failed.
+    #[error("tokenizer: {reason}")]
+    Tokenizer {
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Shorthand for results in this crate.

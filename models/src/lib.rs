@@ -5,8 +5,10 @@
 
 mod error;
 mod weights;
+pub mod gguf;
 
 pub use error::{Error, Result};
+pub use gguf::{Gguf, GgufWeights, sha256_file};
 pub use weights::{
     LlamaHparams, RopeLayout, TensorData, WeightSource, names, permute_interleaved_to_rotate_half,
     permute_rotate_half_to_interleaved,

@@ -103,7 +103,10 @@ pub struct LlamaHparams {
 impl LlamaHparams {
     /// Checks the cross-field rules (non-zero sizes, heads dividing evenly, even head dim).
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Error::Format { what: "hparams", reason };
+        let bad = |reason: String| Error::Format {
+            what: "hparams",
+            reason,
+        };
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -117,20 +120,26 @@ impl LlamaHparams {
                 return Err(bad(format!("{name} is zero")));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(bad(format!(
                 "{} heads are not a multiple of {} kv heads",
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(bad(format!("head_dim {} is odd", self.head_dim)));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return Err(bad(format!("rope_theta {} is not positive", self.rope_theta)));
+            return Err(bad(format!(
+                "rope_theta {} is not positive",
+                self.rope_theta
+            )));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
-            return Err(bad(format!("rms_norm_eps {} is not positive", self.rms_norm_eps)));
+            return Err(bad(format!(
+                "rms_norm_eps {} is not positive",
+                self.rms_norm_eps
+            )));
         }
         Ok(())
     }
@@ -199,11 +208,17 @@ pub fn permute_interleaved_to_rotate_half(t: &TensorData, n_heads: usize) -> Res
 }
 
 fn permute_rows(t: &TensorData, n_heads: usize, inverse: bool) -> Result<TensorData> {
-    let bad = |reason: String| Error::Format { what: "tensor", reason };
-    let [rows, cols] = t.dims[..] else {
-        return Err(bad(format!("q/k permutation needs a 2-d weight, got {:?}", t.dims)));
+    let bad = |reason: String| Error::Format {
+        what: "tensor",
+        reason,
     };
-    if n_heads == 0 || rows % n_heads != 0 || (rows / n_heads) % 2 != 0 {
+    let [rows, cols] = t.dims[..] else {
+        return Err(bad(format!(
+            "q/k permutation needs a 2-d weight, got {:?}",
+            t.dims
+        )));
+    };
+    if n_heads == 0 || !rows.is_multiple_of(n_heads) || !(rows / n_heads).is_multiple_of(2) {
         return Err(bad(format!(
             "q/k permutation: {rows} rows do not split into {n_heads} heads of even size"
         )));
@@ -278,10 +293,45 @@ mod tests {
             eos_token_id: None,
         };
         assert!(ok.validate().is_ok());
-        assert!(LlamaHparams { num_kv_heads: 3, ..ok.clone() }.validate().is_err());
-        assert!(LlamaHparams { head_dim: 3, ..ok.clone() }.validate().is_err());
-        assert!(LlamaHparams { num_layers: 0, ..ok.clone() }.validate().is_err());
-        assert!(LlamaHparams { rope_theta: f32::NAN, ..ok.clone() }.validate().is_err());
-        assert!(LlamaHparams { rms_norm_eps: 0.0, ..ok }.validate().is_err());
+        assert!(
+            LlamaHparams {
+                num_kv_heads: 3,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LlamaHparams {
+                head_dim: 3,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LlamaHparams {
+                num_layers: 0,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LlamaHparams {
+                rope_theta: f32::NAN,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LlamaHparams {
+                rms_norm_eps: 0.0,
+                ..ok
+            }
+            .validate()
+            .is_err()
+        );
     }
 }
