@@ -22,6 +22,50 @@ pub enum Error {
         /// What is wrong, naming the field or tensor.
         reason: String,
     },
+    /// A model, adapter or generation setting is invalid.
+    #[error("invalid configuration: {reason}")]
+    Config {
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+    /// A tensor has the wrong shape.
+    #[error("tensor {name} has shape {actual:?}, expected {expected:?}")]
+    Shape {
+        /// The tensor's name.
+        name: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+        /// The shape found.
+        actual: Vec<usize>,
+    },
+    /// A sequence does not fit the model's context.
+    #[error("sequence of {len} tokens exceeds the context of {limit}")]
+    SequenceTooLong {
+        /// Tokens requested (cached plus new).
+        len: usize,
+        /// The model's `max_seq_len`.
+        limit: usize,
+    },
+    /// A token id is outside the vocabulary.
+    #[error("token {token} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange {
+        /// The token id.
+        token: u32,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// An adapter operation does not apply to the model's current adapters.
+    #[error("adapter: {reason}")]
+    Adapter {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading values back from a device tensor failed.
+    #[error("tensor data: {reason}")]
+    TensorData {
+        /// The backend's message.
+        reason: String,
+    },
     /// A weight file holds a tensor in an encoding this crate cannot decode.
     #[error("unsupported tensor type {ggml_type} for tensor {tensor}")]
     UnsupportedTensorType {

@@ -3,12 +3,27 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod config;
+pub mod delta;
 mod error;
-mod weights;
+mod generate;
 pub mod gguf;
+mod llama;
+mod lora;
+mod prng;
+mod weights;
 
+pub use config::LlamaConfig;
+pub use delta::{AdapterWeights, Factor, LoraKey, LoraTensor};
 pub use error::{Error, Result};
+pub use generate::{
+    FinishReason, GenerateConfig, Generation, Generator, PREFILL_CHUNK, Sampling, argmax, generate,
+    sample,
+};
 pub use gguf::{Gguf, GgufWeights, sha256_file};
+pub use llama::{Attention, Block, KvCache, Llama, MAX_ADAPTERS, Mlp, RmsNorm, Rope};
+pub use lora::{LoraConfig, LoraLinear, LoraPair, MAX_RANK, Target};
+pub use prng::Prng;
 pub use weights::{
     LlamaHparams, RopeLayout, TensorData, WeightSource, names, permute_interleaved_to_rotate_half,
     permute_rotate_half_to_interleaved,
