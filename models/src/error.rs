@@ -67,12 +67,12 @@ pub enum Error {
         reason: String,
     },
     /// A weight file holds a tensor in an encoding this crate cannot decode.
-    #[error("unsupported tensor type {ggml_type} for tensor {tensor}")]
+    #[error("unsupported tensor type {dtype} for tensor {tensor}")]
     UnsupportedTensorType {
         /// The tensor's name in the file.
         tensor: String,
-        /// The encoding's name (e.g. `Q6_K`, `I32`).
-        ggml_type: String,
+        /// The encoding's name (a GGML type such as `Q6_K`, a safetensors dtype such as `I32`).
+        dtype: String,
     },
     /// A weight file lacks a tensor the model needs.
     #[error("missing tensor {name}")]

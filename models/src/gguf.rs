@@ -372,7 +372,7 @@ impl Gguf {
         let values = dequant::dequantize(info.ggml_type, bytes).ok_or_else(|| {
             Error::UnsupportedTensorType {
                 tensor: name.to_owned(),
-                ggml_type: info.ggml_type.name(),
+                dtype: info.ggml_type.name(),
             }
         })?;
         TensorData::new(info.dims.clone(), values)

@@ -11,6 +11,8 @@ pub mod gguf;
 mod llama;
 mod lora;
 mod prng;
+pub mod safetensors_hf;
+mod tokenizer;
 mod weights;
 
 pub use config::LlamaConfig;
@@ -24,6 +26,8 @@ pub use gguf::{Gguf, GgufWeights, sha256_file};
 pub use llama::{Attention, Block, KvCache, Llama, MAX_ADAPTERS, Mlp, RmsNorm, Rope};
 pub use lora::{LoraConfig, LoraLinear, LoraPair, MAX_RANK, Target};
 pub use prng::Prng;
+pub use safetensors_hf::HfCheckpoint;
+pub use tokenizer::{Role, Tokenizer};
 pub use weights::{
     LlamaHparams, RopeLayout, TensorData, WeightSource, names, permute_interleaved_to_rotate_half,
     permute_rotate_half_to_interleaved,

@@ -78,7 +78,11 @@ fn dequantizes_tensors_through_the_file() {
     assert_eq!(infos[1].dims, vec![1, 32]);
     assert_eq!(infos[1].n_bytes, 34);
     assert_eq!(infos[2].n_bytes, 20);
-    assert!(infos.iter().all(|t| (t.offset - g.data_offset()).is_multiple_of(32)));
+    assert!(
+        infos
+            .iter()
+            .all(|t| (t.offset - g.data_offset()).is_multiple_of(32))
+    );
     let norm = g.tensor_f32("norm").unwrap();
     assert_eq!((norm.dims, norm.values), (vec![3], vec![1.0, -2.0, 3.5]));
     let q8 = g.tensor_f32("q8").unwrap();
