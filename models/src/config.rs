@@ -39,6 +39,12 @@ pub struct LlamaConfig {
     pub tie_embeddings: bool,
 }
 
+/// The `f64` nearest to the shortest decimal that round-trips `x` (so `1e-5f32` becomes `1e-5`, as
+/// written in the model's configuration, not `9.99999974e-6`).
+fn decimal_f64(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
 /// Largest accepted value of any size field, so that products of sizes cannot overflow.
 const MAX_DIM: usize = 1 << 24;
 
@@ -74,8 +80,8 @@ impl LlamaConfig {
             h.num_kv_heads,
             h.head_dim,
         )
-        .with_rope_theta(f64::from(h.rope_theta))
-        .with_rms_eps(f64::from(h.rms_norm_eps))
+        .with_rope_theta(decimal_f64(h.rope_theta))
+        .with_rms_eps(decimal_f64(h.rms_norm_eps))
         .with_max_seq_len(h.max_position_embeddings)
         .with_tie_embeddings(h.tie_word_embeddings);
         config.validate()?;
@@ -227,6 +233,13 @@ mod tests {
             .validate()
             .is_err()
         );
+    }
+
+    #[test]
+    fn hparams_floats_keep_their_decimal_value() {
+        assert_eq!(decimal_f64(1e-5), 1e-5);
+        assert_eq!(decimal_f64(100_000.0), 100_000.0);
+        assert!(decimal_f64(f32::NAN).is_nan());
     }
 
     #[test]
