@@ -523,3 +523,43 @@ fn real_model_metadata_and_embedding() {
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     );
 }
+
+/// Dequantized tensors agree with tools/reference_forward.py's independent numpy decoder (values
+/// stored in tests/data/reference_logits.json).
+#[test]
+fn real_model_dequantization_matches_the_python_reference() {
+    let Some(g) = real_model() else { return };
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/reference_logits.json"
+    );
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(reference["model_sha256"].as_str(), Some(g.sha256()));
+    let checks = reference["tensors"].as_object().unwrap();
+    assert_eq!(checks.len(), 5);
+    for (name, check) in checks {
+        let t = g.tensor_f32(name).unwrap();
+        let dims: Vec<usize> = check["dims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(t.dims, dims, "{name}");
+        for (i, v) in check["first8"].as_array().unwrap().iter().enumerate() {
+            let v = v.as_f64().unwrap();
+            assert!(
+                (f64::from(t.values[i]) - v).abs() < 1e-6,
+                "{name}[{i}]: {} vs {v}",
+                t.values[i]
+            );
+        }
+        let abs_sum: f64 = t.values.iter().map(|v| f64::from(v.abs())).sum();
+        let expected = check["abs_sum"].as_f64().unwrap();
+        assert!(
+            (abs_sum - expected).abs() < 1e-6 * expected + 1e-2,
+            "{name}: {abs_sum} vs {expected}"
+        );
+    }
+}

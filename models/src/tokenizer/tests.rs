@@ -266,3 +266,52 @@ fn real_tokenizer_encodes_sensibly() {
         t.encode(&t.chat_prompt(&msgs)).unwrap()
     );
 }
+
+/// The prompts of `tests/data/reference_logits.json` (written by tools/reference_forward.py with
+/// its own independent BPE encoder) must encode to the same ids here.
+#[test]
+fn real_tokenizer_matches_the_python_reference() {
+    let Some(t) = real() else { return };
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/reference_logits.json"
+    );
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect()
+    };
+    for case in cases {
+        let text = case["prompt_text"].as_str().unwrap();
+        assert_eq!(
+            t.encode(text).unwrap(),
+            ids(&case["prompt_ids"]),
+            "{text:?}"
+        );
+        let greedy = ids(&case["greedy_ids"]);
+        assert_eq!(
+            t.decode(&greedy).unwrap(),
+            case["greedy_text"].as_str().unwrap()
+        );
+    }
+    let chat = vec![(Role::User, "What is the capital of France?".to_owned())];
+    assert_eq!(t.encode_chat(&chat).unwrap(), ids(&cases[2]["prompt_ids"]));
+    // The sanity check of ASSETS.md: the reference continues `The capital of France is` with
+    // ` Paris.`.
+    assert_eq!(cases[0]["prompt_text"], "The capital of France is");
+    assert_eq!(
+        t.encode(" Paris.").unwrap(),
+        ids(&cases[0]["greedy_ids"])[..2]
+    );
+    assert!(
+        cases[0]["greedy_text"]
+            .as_str()
+            .unwrap()
+            .starts_with(" Paris.")
+    );
+}
