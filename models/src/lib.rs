@@ -15,7 +15,7 @@ pub mod peft;
 mod prng;
 pub mod safetensors_hf;
 mod tokenizer;
-mod weights;
+pub mod weights;
 
 pub use config::LlamaConfig;
 pub use delta::{AdapterWeights, Factor, LoraKey, LoraTensor};

@@ -94,7 +94,7 @@ impl GgmlType {
         self.entry().map(|(_, values, bytes)| (values, bytes))
     }
 
-    /// Whether [`dequantize`] decodes this type.
+    /// Whether [`Gguf::tensor_f32`](super::Gguf::tensor_f32) decodes this type.
     pub fn is_supported(self) -> bool {
         matches!(
             self,
