@@ -351,7 +351,13 @@ impl Llama {
             Some(head) => head.val(),
             None => self.embed_tokens.val(),
         };
-        burn::tensor::module::linear(hidden, head.transpose(), None)
+        // A 2-d matmul against the transposed view: the CPU backend runs it as a strided gemm,
+        // while `linear` with a transposed weight first copies the whole [vocab, hidden] matrix.
+        let [b, s, d] = hidden.dims();
+        hidden
+            .reshape([b * s, d])
+            .matmul(head.transpose())
+            .reshape([b, s, self.config.vocab])
     }
 
     /// The additive causal mask `[1, 1, group·seq, start+seq]` (0 or -∞), `None` for one position.
