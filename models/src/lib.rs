@@ -6,6 +6,7 @@
 mod config;
 pub mod delta;
 mod error;
+mod eval;
 mod generate;
 pub mod gguf;
 mod llama;
@@ -20,6 +21,7 @@ pub mod weights;
 pub use config::LlamaConfig;
 pub use delta::{AdapterWeights, Factor, LoraKey, LoraTensor};
 pub use error::{Error, Result};
+pub use eval::{Eval, evaluate};
 pub use generate::{
     FinishReason, GenerateConfig, Generation, Generator, PREFILL_CHUNK, Sampling, argmax, generate,
     sample,

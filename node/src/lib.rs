@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod cli;
 mod error;
+pub mod model;
 pub mod network;
 pub mod secrets;
 pub mod store;

@@ -1,10 +1,18 @@
+//! The `hearth` binary.
+
+use std::process::ExitCode;
+
 use clap::Parser;
+use hearth_node::cli::{Cli, run};
 
-/// Hearth: improve a shared open language model together while everyone's data stays home.
-#[derive(Debug, Parser)]
-#[command(name = "hearth", version)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain on one line, without a backtrace: what went wrong and what to do.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
