@@ -61,6 +61,21 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
+    /// Checks that `batch` sequences fit the cache (the batch size cannot change while positions
+    /// are cached) and that `new` more positions fit.
+    pub(crate) fn check(&self, batch: usize, new: usize) -> Result<()> {
+        let cached_batch = self.layers.iter().flatten().next().map(|e| e.k.dims()[0]);
+        if let Some(cached) = cached_batch
+            && cached != batch
+            && self.len > 0
+        {
+            return Err(Error::Config {
+                reason: format!("the cache holds {cached} sequences, the input has {batch}"),
+            });
+        }
+        self.check_room(new)
+    }
+
     /// Checks that `new` more positions fit.
     pub(crate) fn check_room(&self, new: usize) -> Result<()> {
         let len = self.len.saturating_add(new);

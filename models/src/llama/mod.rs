@@ -293,7 +293,7 @@ impl Llama {
     }
 
     fn cached_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
-        let [_, s] = tokens.dims();
+        let [b, s] = tokens.dims();
         if s == 0 {
             return Err(Error::Config {
                 reason: "no tokens to process".into(),
@@ -308,7 +308,7 @@ impl Llama {
                 ),
             });
         }
-        cache.check_room(s)?;
+        cache.check(b, s)?;
         let limit = self.config.max_seq_len;
         if cache.len() + s > limit {
             return Err(Error::SequenceTooLong {

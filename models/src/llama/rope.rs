@@ -1,5 +1,9 @@
 //! Rotary position embeddings, interleaved pairing (features `2i`, `2i+1` rotate together), with
 //! the cosine/sine tables computed once for the model's whole context.
+//!
+//! Burn's `RotaryEncoding` pairs features the same way but rotates through a matmul with a sign
+//! matrix over `[.., d/2, 2] × [2, 4]` on every call; rotating the pairs directly with
+//! `x₀·cos − x₁·sin`, `x₀·sin + x₁·cos` is cheaper and keeps the tables in `f64`-rounded form.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};

@@ -98,6 +98,18 @@ fn cache_rejects_overflow_and_bad_tokens() {
         Err(Error::SequenceTooLong { .. })
     ));
     assert!(model.check_tokens(&ids).is_ok());
+    // The batch size cannot change while positions are cached; a cleared cache takes any batch.
+    let mut cache = model.new_cache();
+    model
+        .forward_cached(tokens(&[1, 2], &device), &mut cache)
+        .unwrap();
+    let two = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2], [2, 1]), &device);
+    assert!(model.forward_cached(two.clone(), &mut cache).is_err());
+    cache.clear();
+    assert_eq!(
+        model.forward_cached(two, &mut cache).unwrap().dims(),
+        [2, 1, VOCAB]
+    );
     assert!(model.check_tokens(&vec![1; max + 1]).is_err());
     assert!(matches!(
         model.check_tokens(&[VOCAB as u32]),
@@ -356,4 +368,18 @@ fn valid_snapshot_runs_without_autodiff() {
     let inference = model.valid();
     let logits = inference.forward(tokens(&PROMPT, &Device::flex()));
     assert_eq!(logits.dims(), [1, PROMPT.len(), VOCAB]);
+}
+
+#[test]
+fn model_and_cache_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Llama>();
+    assert_send_sync::<KvCache>();
+    let model = std::sync::Arc::new(tiny(15));
+    let expected = host(model.forward(tokens(&PROMPT, &Device::flex())));
+    let worker = {
+        let model = model.clone();
+        std::thread::spawn(move || host(model.forward(tokens(&PROMPT, &Device::flex()))))
+    };
+    assert_eq!(worker.join().unwrap(), expected);
 }
