@@ -68,7 +68,7 @@ fn main() -> Result<()> {
     let mut clipped = x.clone();
     clip(&mut clipped, 1.0)?;
     per_coord(
-        &format!("gaussian, sized domain, k = {}", g.granularity()),
+        &format!("gaussian, sized domain, k = {}, all cores", g.granularity()),
         DIM,
         3,
         || {
@@ -77,11 +77,27 @@ fn main() -> Result<()> {
         },
     )?;
 
+    let single = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+        VectorDomain::new(AtomDomain::<f32>::new_non_nan()).with_size(DIM),
+        L2Distance::<f64>::default(),
+        g.std(),
+        Some(g.granularity()),
+    )?;
+    per_coord(
+        "gaussian, same, one thread (OpenDP directly)",
+        DIM,
+        1,
+        || {
+            single.invoke(&clipped)?;
+            Ok(())
+        },
+    )?;
+
     let cohort = Cohort::new(50, 16)?;
     let dg = DistributedGaussian::new(DIM, params, cohort)?;
     per_coord(
         &format!(
-            "discrete gaussian share, s = 2^{}, share std {:.3e}",
+            "discrete gaussian share, s = 2^{}, std {:.2e}, all cores",
             f64::from(dg.scale()).log2(),
             dg.share_std()
         ),

@@ -192,7 +192,12 @@ impl DistributedGaussian {
     }
 
     fn measurement(&self, std: f64) -> Result<IntMeasurement> {
-        let domain = VectorDomain::new(AtomDomain::<i64>::default()).with_size(self.dim);
+        self.measurement_of(self.dim, std)
+    }
+
+    /// The same mechanism over `len` values (see [`super::par_invoke`]).
+    fn measurement_of(&self, len: usize, std: f64) -> Result<IntMeasurement> {
+        let domain = VectorDomain::new(AtomDomain::<i64>::default()).with_size(len);
         Ok(make_gaussian::<_, _, ZeroConcentratedDivergence>(
             domain,
             L2Distance::default(),
@@ -249,7 +254,12 @@ impl DistributedGaussian {
         check_len(self.dim, clipped)?;
         let q = quantize_exact(clipped, self.scale)?;
         let wide: Vec<i64> = q.values.iter().map(|&v| i64::from(v)).collect();
-        let noised = self.measurement(self.share_std())?.invoke(&wide)?;
+        let std = self.share_std();
+        let noised = super::par_invoke(&wide, |part| {
+            Ok(self
+                .measurement_of(part.len(), std)?
+                .invoke(&part.to_vec())?)
+        })?;
         let out_of_range = noised
             .iter()
             .filter(|&&v| v.unsigned_abs() > i32::MAX as u64)
@@ -322,6 +332,24 @@ mod tests {
         let out = g.privatize(&vec![0.0; 100_000]).unwrap();
         let noise: Vec<f64> = out.values.iter().map(|&v| f64::from(v)).collect();
         assert_std(&noise, g.share_std());
+    }
+
+    #[test]
+    fn shares_keep_every_coordinate_in_place() {
+        let n = 50_000;
+        let cohort = Cohort::new(4, 1).unwrap();
+        let g = DistributedGaussian::with_scale(n, params(1.0, 1.0), cohort, 1.0 / 1024.0).unwrap();
+        // share std = 1024/√3 ≈ 591 steps ≈ 0.58 real units; the ramp spans ±25.
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 - 25_000.0) * 1e-3).collect();
+        let out = g.privatize(&x).unwrap();
+        let back = out.dequantize().unwrap();
+        let err: Vec<f64> = x
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| f64::from(b - a) * 1024.0)
+            .collect();
+        assert!(err.iter().all(|e| e.abs() < 7.0 * g.share_std() + 1.0));
+        assert_std(&err, g.share_std());
     }
 
     #[test]

@@ -237,6 +237,48 @@ pub fn release(
     Ok(Release { noised, clip, rho })
 }
 
+/// Chunks below this length are not worth a thread.
+const MIN_CHUNK: usize = 8192;
+
+/// Runs `noise` (which builds an OpenDP vector measurement for its chunk's length and invokes it)
+/// over `input` split into one chunk per available core, and concatenates the outputs in order.
+///
+/// OpenDP's samplers cost microseconds per coordinate, and its measurements are not `Send`, so
+/// each thread builds its own. This is the same mechanism as one full-length invocation: both
+/// Gaussian mechanisms used here transform each coordinate independently with a function that
+/// does not depend on the vector's length (round to the `2^k` grid, add an independent sample,
+/// convert back); the length only enters the privacy map, which is always taken from the
+/// full-length measurement.
+pub(crate) fn par_invoke<T, F>(input: &[T], noise: F) -> Result<Vec<T>>
+where
+    T: Send + Sync,
+    F: Fn(&[T]) -> Result<Vec<T>> + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = input.len().div_ceil(threads).max(MIN_CHUNK);
+    if input.len() <= chunk {
+        return noise(input);
+    }
+    let parts: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = input
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| noise(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::OpenDp("a noise thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(input.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
 /// Errors unless `values` has `expected` entries.
 pub(crate) fn check_len(expected: usize, values: &[f32]) -> Result<()> {
     if values.len() != expected {
