@@ -31,9 +31,13 @@ const IO_CRATES: &[&str] = &[
 ];
 
 fn is_forbidden(name: &str) -> bool {
-    IO_CRATES
-        .iter()
-        .any(|f| if f.ends_with('-') { name.starts_with(f) } else { name == *f })
+    IO_CRATES.iter().any(|f| {
+        if f.ends_with('-') {
+            name.starts_with(f)
+        } else {
+            name == *f
+        }
+    })
 }
 
 /// Normal (non-dev, non-build) dependency graph of the workspace: package name → dependency names.
@@ -44,13 +48,22 @@ fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata is json");
     let names: BTreeMap<&str, &str> = meta["packages"]
         .as_array()
         .expect("packages")
         .iter()
-        .map(|p| (p["id"].as_str().expect("id"), p["name"].as_str().expect("name")))
+        .map(|p| {
+            (
+                p["id"].as_str().expect("id"),
+                p["name"].as_str().expect("name"),
+            )
+        })
         .collect();
     let mut graph = BTreeMap::new();
     for node in meta["resolve"]["nodes"].as_array().expect("resolve nodes") {
@@ -107,20 +120,33 @@ fn federation_does_no_io() {
     // transitively; federation itself must not use them directly, and must never reach the
     // runtime, the network or the store.
     let graph = dependency_graph();
-    let direct: Vec<_> = graph["hearth-federation"].iter().filter(|d| is_forbidden(d)).collect();
-    assert!(direct.is_empty(), "hearth-federation must not depend directly on {direct:?}");
+    let direct: Vec<_> = graph["hearth-federation"]
+        .iter()
+        .filter(|d| is_forbidden(d))
+        .collect();
+    assert!(
+        direct.is_empty(),
+        "hearth-federation must not depend directly on {direct:?}"
+    );
     let bad: Vec<_> = forbidden_in("hearth-federation", &[])
         .into_iter()
-        .filter(|d| !d.starts_with("burn") && !["opendp", "getrandom", "rand"].contains(&d.as_str()))
+        .filter(|d| {
+            !d.starts_with("burn") && !["opendp", "getrandom", "rand"].contains(&d.as_str())
+        })
         .collect();
-    assert!(bad.is_empty(), "hearth-federation must not depend on {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "hearth-federation must not depend on {bad:?}"
+    );
 }
 
 #[test]
 fn models_has_no_network_or_store() {
     let bad: Vec<_> = forbidden_in("hearth-models", &[])
         .into_iter()
-        .filter(|d| d.starts_with("libp2p") || d == "rocksdb" || d == "librocksdb-sys" || d == "axum")
+        .filter(|d| {
+            d.starts_with("libp2p") || d == "rocksdb" || d == "librocksdb-sys" || d == "axum"
+        })
         .collect();
     assert!(bad.is_empty(), "hearth-models must not depend on {bad:?}");
 }
@@ -129,6 +155,9 @@ fn models_has_no_network_or_store() {
 fn the_rule_catches_a_forbidden_crate() {
     // The check itself must be able to fail: the node depends on the models crate (Burn).
     let node = closure(&dependency_graph(), "hearth-node");
-    assert!(node.iter().any(|d| is_forbidden(d)), "tidy rule found nothing in hearth-node");
+    assert!(
+        node.iter().any(|d| is_forbidden(d)),
+        "tidy rule found nothing in hearth-node"
+    );
     assert!(is_forbidden("libp2p-gossipsub") && is_forbidden("tokio") && !is_forbidden("serde"));
 }
