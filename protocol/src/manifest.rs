@@ -439,6 +439,40 @@ mod tests {
         m.validate().unwrap();
     }
 
+    /// The enum spellings docs/PROTOCOL.md gives.
+    #[test]
+    fn enum_wire_names() {
+        fn enc<T: Serialize>(value: &T) -> String {
+            String::from_utf8_lossy(&to_cbor("test", value).unwrap()).into_owned()
+        }
+        assert!(enc(&PrivacyMode::Distributed).contains("distributed"));
+        assert!(enc(&Rule::TrimmedMean { beta: 0.1 }).contains("trimmed_mean"));
+        assert!(
+            enc(&ServerOptimizer::FedAvgM {
+                lr: 1.0,
+                momentum: 0.5
+            })
+            .contains("fed_avg_m")
+        );
+        assert!(
+            enc(&ServerOptimizer::FedAdam {
+                lr: 1.0,
+                beta1: 0.5,
+                beta2: 0.5,
+                epsilon: 0.5
+            })
+            .contains("fed_adam")
+        );
+        assert!(enc(&Period::OnDemand).contains("on_demand"));
+        assert!(enc(&Period::Every { secs: 1 }).contains("every"));
+        // Floats take the shortest exact width: 1.0 as half, 0.1 as double.
+        assert_eq!(to_cbor("f", &1.0f64).unwrap(), [0xf9, 0x3c, 0x00]);
+        assert_eq!(
+            to_cbor("f", &0.1f64).unwrap(),
+            [0xfb, 0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a]
+        );
+    }
+
     #[test]
     fn signed_manifest_verifies_and_names_the_community() {
         let signed = Signed::sign(manifest(), &admin()).unwrap();

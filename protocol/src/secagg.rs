@@ -61,13 +61,17 @@ pub struct KeyAdvertisement {
     pub cipher_key: AgreementKey,
     /// Key for pairwise mask agreement.
     pub mask_key: AgreementKey,
+    /// Commitment to the member's self-mask seed `b` (the x25519 public key of `b` taken as a
+    /// secret), so that anyone who reconstructs `b` from shares can check it.
+    pub seed_commitment: AgreementKey,
 }
 
 impl KeyAdvertisement {
-    /// Checks both keys.
+    /// Checks the three keys.
     pub fn validate(&self, _limits: &Limits) -> Result<(), Error> {
         self.cipher_key.validate()?;
-        self.mask_key.validate()
+        self.mask_key.validate()?;
+        self.seed_commitment.validate()
     }
 }
 
@@ -120,16 +124,27 @@ pub struct MaskedInput {
     /// Masked values. On the wire: one byte string of little-endian `u32`s.
     #[serde(with = "packed_u32")]
     pub values: Vec<u32>,
+    /// The neighbours whose pairwise masks are included, strictly increasing by id bytes (so
+    /// that every node can check that each pair of survivors cancelled the same mask).
+    pub peers: Vec<MemberId>,
 }
 
 impl MaskedInput {
-    /// Checks the number of values.
+    /// Checks the number of values and of peers, and the order of peers.
     pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
         check_limit(
             "masked elements",
             self.values.len(),
             limits.max_delta_elements,
-        )
+        )?;
+        check_limit("masking peers", self.peers.len(), limits.max_shares)?;
+        if self.peers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::InvalidValue {
+                field: "peers",
+                reason: "not strictly increasing".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -302,6 +317,7 @@ mod tests {
         let mut msg = MaskedInput {
             round: 1,
             values: vec![u32::MAX; 10],
+            peers: vec![],
         };
         msg.validate(&limits).unwrap();
         msg.values.push(0);
@@ -313,6 +329,36 @@ mod tests {
                 max: 10
             })
         );
+    }
+
+    #[test]
+    fn masking_peers_at_and_past() {
+        let limits = Limits {
+            max_shares: 3,
+            ..Limits::default()
+        };
+        let mut ids: Vec<MemberId> = (1..=4).map(|i| member(i).member_id()).collect();
+        ids.sort();
+        let mut msg = MaskedInput {
+            round: 1,
+            values: vec![1, 2],
+            peers: ids[..3].to_vec(),
+        };
+        msg.validate(&limits).unwrap();
+        msg.peers = ids.clone();
+        assert_eq!(
+            msg.validate(&limits),
+            Err(Error::LimitExceeded {
+                what: "masking peers",
+                found: 4,
+                max: 3
+            })
+        );
+        msg.peers = vec![ids[1], ids[0]];
+        assert!(matches!(
+            msg.validate(&limits),
+            Err(Error::InvalidValue { field: "peers", .. })
+        ));
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub(crate) fn samples() -> Vec<Payload> {
             round: 7,
             cipher_key: key(1),
             mask_key: key(2),
+            seed_commitment: key(3),
         }),
         Payload::Shares(EncryptedShares {
             round: 7,
@@ -161,6 +162,7 @@ pub(crate) fn samples() -> Vec<Payload> {
         Payload::Masked(MaskedInput {
             round: 7,
             values: vec![0, 1, u32::MAX],
+            peers: vec![member(2).member_id()],
         }),
         Payload::Unmasking(UnmaskingShares {
             round: 7,

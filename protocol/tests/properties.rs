@@ -305,20 +305,28 @@ fn payload() -> impl Strategy<Value = Payload> {
         revocations().prop_map(Payload::Revocations),
         delta().prop_map(Payload::Delta),
         version().prop_map(Payload::Version),
-        (agreement_key(), agreement_key()).prop_map(|(cipher_key, mask_key)| {
-            Payload::Keys(KeyAdvertisement {
-                round: ROUND,
-                cipher_key,
-                mask_key,
-            })
-        }),
+        (agreement_key(), agreement_key(), agreement_key()).prop_map(
+            |(cipher_key, mask_key, seed_commitment)| {
+                Payload::Keys(KeyAdvertisement {
+                    round: ROUND,
+                    cipher_key,
+                    mask_key,
+                    seed_commitment,
+                })
+            }
+        ),
         shares,
-        proptest::collection::vec(any::<u32>(), 0..300).prop_map(|values| {
-            Payload::Masked(MaskedInput {
-                round: ROUND,
-                values,
-            })
-        }),
+        (
+            proptest::collection::vec(any::<u32>(), 0..300),
+            proptest::collection::btree_set(member_id(), 0..30),
+        )
+            .prop_map(|(values, peers)| {
+                Payload::Masked(MaskedInput {
+                    round: ROUND,
+                    values,
+                    peers: peers.into_iter().collect(),
+                })
+            }),
         unmasking,
         proptest::collection::btree_set(member_id(), 0..30).prop_map(|s| {
             Payload::Survivors(SurvivorSet {

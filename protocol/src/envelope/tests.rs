@@ -373,3 +373,36 @@ fn header_bytes_are_the_documented_layout() {
         .verify_parts("envelope", &[&message], &envelope.signature)
         .unwrap();
 }
+
+/// The example envelope of docs/PROTOCOL.md ("Test vectors"), byte for byte. ed25519 signatures
+/// are deterministic, so any change here is a wire-format change.
+#[test]
+fn documented_test_vector() {
+    let key = Keypair::from_seed([7; 32]);
+    let payload = Payload::Version(VersionAnnouncement {
+        round: 3,
+        parent: Hash32::ZERO,
+        version: Hash32::digest(b"adapter v3"),
+        deltas: vec![],
+    });
+    let stamp = Stamp {
+        community: Hash32::digest(b"a manifest"),
+        round: 3,
+        nonce: 1,
+        timestamp: 1_700_000_000,
+    };
+    let bytes = encode(&key, stamp, &payload, &Limits::default()).unwrap();
+    assert_eq!(hex::encode(&bytes), GOLDEN);
+}
+
+const GOLDEN: &str = concat!(
+    "a366686561646572a76776657273696f6e01646b696e640569636f6d6d756e6974795820e59625a8",
+    "22497c164d60705eb3fd6975c375ca213b8140137a826a77790986a965726f756e64036673656e64",
+    "65725820ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c656e6f6e",
+    "6365016974696d657374616d701a6553f100677061796c6f61645863a465726f756e640366706172",
+    "656e7458200000000000000000000000000000000000000000000000000000000000000000677665",
+    "7273696f6e5820d2636f7c11361d6004f16d0b4a7d8d4c5670a2f3694c8105eee3b6b670c4797166",
+    "64656c74617380697369676e61747572655840424386a92476bdd02064b4cc1ffcd6fdfb4187d44f",
+    "1f886317fe03f35daf258dc3e3f1e934ab26585e63e292d781e9f5b7a998bfb639339f90965e9d81",
+    "62d900",
+);
