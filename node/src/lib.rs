@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod error;
+pub mod home;
 pub mod model;
 pub mod network;
 pub mod secrets;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod generate;
+pub mod membership;
 mod perplexity;
 
 /// Hearth: improve a shared open language model together while everyone's data stays home.
@@ -23,10 +24,56 @@ pub enum Command {
     ///
     /// Example: hearth generate --prompt "The capital of France is" --max-tokens 8
     Generate(generate::GenerateArgs),
+    /// Create an identity and an encrypted store.
+    ///
+    /// Example: HEARTH_HOME=~/.hearth hearth init
+    Init(membership::InitArgs),
+    /// Manage a community (as its admin).
+    #[command(subcommand)]
+    Community(CommunityCommand),
+    /// Sign a certificate for a member and write their invite file (admin only).
+    ///
+    /// Example: hearth invite 12D3KooW... --out alice.invite --bootstrap /ip4/192.0.2.1/tcp/4011/p2p/12D3KooW...
+    Invite(membership::InviteArgs),
+    /// Join a community with an invite file from its admin.
+    ///
+    /// Example: hearth join alice.invite
+    Join(membership::JoinArgs),
+    /// Show this node's member id and community.
+    Whoami(HomeArgs),
     /// Measure the model's perplexity on a text file (held-out loss).
     ///
     /// Example: hearth perplexity --file notes.txt --adapter my-adapter/
     Perplexity(perplexity::PerplexityArgs),
+}
+
+/// Community administration.
+#[derive(Debug, Subcommand)]
+pub enum CommunityCommand {
+    /// Create a community: its signed manifest pins the base model, LoRA shape, privacy and
+    /// aggregation rules and round schedule; this member becomes its admin.
+    ///
+    /// Example: hearth community create --name readers --privacy local --round-secs 600
+    Create(membership::CreateArgs),
+}
+
+/// Where the member's data lives and how to unlock it.
+#[derive(Debug, Args)]
+pub struct HomeArgs {
+    /// Data directory (default: $HEARTH_HOME, else the platform's data directory).
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Unlock the store with this 32-byte key file instead of a passphrase
+    /// (the passphrase comes from $HEARTH_PASSPHRASE or a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl HomeArgs {
+    /// The resolved data directory.
+    pub fn path(&self) -> anyhow::Result<PathBuf> {
+        crate::home::resolve_home(self.home.as_deref())
+    }
 }
 
 /// Which model and adapters to run.
@@ -57,5 +104,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Perplexity(args) => perplexity::run(args),
+        Command::Init(args) => membership::init(args),
+        Command::Community(CommunityCommand::Create(args)) => membership::create(args),
+        Command::Invite(args) => membership::invite(args),
+        Command::Join(args) => membership::join(args),
+        Command::Whoami(args) => membership::whoami(args),
     }
 }
