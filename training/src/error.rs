@@ -1,6 +1,7 @@
 //! The crate's error type.
 
-/// Everything that can go wrong while clipping, noising, quantizing or accounting a delta.
+/// Everything that can go wrong while ingesting data, fine-tuning, checkpointing, or clipping,
+/// noising, quantizing and accounting a delta.
 ///
 /// Messages are lower-case and name the offending values, so they can be logged as they are.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,55 @@ pub enum Error {
     /// OpenDP refused to build or run a mechanism, a composition or a conversion.
     #[error("opendp: {0}")]
     OpenDp(String),
+    /// Reading or writing a file or folder failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The training data cannot be used (empty, too short, tokens outside the vocabulary...).
+    #[error("training data: {reason}")]
+    Data {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A training configuration breaks a rule.
+    #[error("training config: {reason}")]
+    Config {
+        /// The rule broken, naming the fields.
+        reason: String,
+    },
+    /// A checkpoint file is corrupt, truncated, or from a different run.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Drawing the loss curve failed.
+    #[error("plot {}: {reason}", path.display())]
+    Plot {
+        /// The image being written.
+        path: std::path::PathBuf,
+        /// The plotting library's error.
+        reason: String,
+    },
+    /// The model refused an operation (adapter shapes, tokens, tokenizer...).
+    #[error("model: {0}")]
+    Model(#[from] hearth_models::Error),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 impl From<opendp::error::Error> for Error {

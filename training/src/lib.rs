@@ -30,11 +30,17 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod accountant;
+pub mod checkpoint;
+pub mod curve;
+pub mod data;
 mod dp;
 mod error;
 mod quantize;
+mod trainer;
 
 pub use accountant::{Budget, Ledger, Record, epsilon, rho_for_epsilon, standard_epsilon};
+pub use checkpoint::Checkpoint;
+pub use curve::CurvePoint;
 pub use dp::{
     Clip, Cohort, DistributedGaussian, Gaussian, Mechanism, Mode, Noise, NoiseParams, Noised,
     Release, TAIL_Z, clip, l2_norm, release,
@@ -42,4 +48,8 @@ pub use dp::{
 pub use error::{Error, Result};
 pub use quantize::{
     MAX_QUANT, Quantized, check_scale, fit_scale, power_of_two_at_least, quantize, quantize_exact,
+};
+pub use trainer::{
+    MAX_EXAMPLES_PER_STEP, MAX_STEPS, Outcome, Schedule, StepInfo, Stop, TrainConfig, TrainReport,
+    Trainer, community_delta, train_community, train_personal,
 };
