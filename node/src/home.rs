@@ -239,3 +239,145 @@ pub fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use hearth_protocol::{
+        BaseModel, Certificate, Hash32, Keypair, LoraShape, Manifest, Role, Signed, Target,
+    };
+
+    use super::*;
+
+    fn manifest(admin: &Keypair) -> Signed<Manifest> {
+        let body = Manifest {
+            name: "test".into(),
+            admin: admin.member_id(),
+            created: 1_000,
+            base_model: BaseModel {
+                name: "tiny".into(),
+                sha256: Hash32::digest(b"weights"),
+            },
+            lora: LoraShape {
+                rank: 2,
+                alpha: 4.0,
+                layers: 2,
+                targets: vec![Target {
+                    module: "q_proj".into(),
+                    in_dim: 8,
+                    out_dim: 8,
+                }],
+                ffa_seed: 7,
+            },
+            privacy: Default::default(),
+            aggregation: Default::default(),
+            schedule: Default::default(),
+            limits: Default::default(),
+        };
+        Signed::sign(body, admin).unwrap()
+    }
+
+    fn invite(admin: &Keypair, member: &Keypair, expires: u64) -> Invite {
+        let manifest = manifest(admin);
+        let community = manifest.verify().unwrap();
+        let body = Certificate {
+            member: member.member_id(),
+            community,
+            issued: 1_000,
+            expires,
+            roles: vec![Role::Contributor],
+        };
+        let certificate = Signed::sign(body, admin).unwrap();
+        Invite {
+            version: Invite::VERSION,
+            manifest,
+            certificate,
+            bootstrap: vec![],
+        }
+    }
+
+    #[test]
+    fn invite_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, alice, bob) = (
+            Keypair::from_seed([1; 32]),
+            Keypair::from_seed([2; 32]),
+            Keypair::from_seed([3; 32]),
+        );
+        let path = dir.path().join("alice.invite");
+        invite(&admin, &alice, 10_000).write(&path).unwrap();
+        let read = Invite::read(&path, &alice.member_id(), 2_000).unwrap();
+        assert_eq!(read, invite(&admin, &alice, 10_000));
+
+        let err = Invite::read(&path, &bob.member_id(), 2_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("this invite is for member"), "{err}");
+        let err = format!(
+            "{:#}",
+            Invite::read(&path, &alice.member_id(), 10_001).unwrap_err()
+        );
+        assert!(err.contains("certificate is not valid"), "{err}");
+
+        // A manifest signed by someone else than its admin.
+        let mut forged = invite(&admin, &alice, 10_000);
+        forged.manifest.body.name = "renamed".into();
+        forged.write(&path).unwrap();
+        let err = format!(
+            "{:#}",
+            Invite::read(&path, &alice.member_id(), 2_000).unwrap_err()
+        );
+        assert!(err.contains("manifest does not verify"), "{err}");
+
+        let mut future = invite(&admin, &alice, 10_000);
+        future.version = 2;
+        future.write(&path).unwrap();
+        let err = Invite::read(&path, &alice.member_id(), 2_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn invite_files_are_size_limited_and_parsed_safely() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = Keypair::from_seed([2; 32]).member_id();
+        let path = dir.path().join("x.invite");
+        std::fs::write(&path, vec![0xffu8; MAX_INVITE_BYTES as usize]).unwrap();
+        let at_limit = Invite::read(&path, &member, 0).unwrap_err().to_string();
+        assert!(at_limit.contains("not a hearth invite"), "{at_limit}");
+        std::fs::write(&path, vec![0u8; MAX_INVITE_BYTES as usize + 1]).unwrap();
+        let past = Invite::read(&path, &member, 0).unwrap_err().to_string();
+        assert!(past.contains("an invite is at most"), "{past}");
+        let missing = Invite::read(&dir.path().join("none"), &member, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("reading"), "{missing}");
+    }
+
+    #[test]
+    fn home_keeps_identity_and_membership() {
+        let dir = tempfile::tempdir().unwrap();
+        let unlock = Unlock::Passphrase(Zeroizing::new("pw".into()));
+        let id = Home::init(&dir.path().join("h"), &unlock)
+            .unwrap()
+            .member_id();
+        let home = Home::open(&dir.path().join("h"), &unlock).unwrap();
+        assert_eq!(home.member_id(), id, "the identity survives a reopen");
+        assert!(home.manifest().unwrap().is_none());
+        let admin = Keypair::from_seed([1; 32]);
+        let inv = invite(&admin, &home.key, 10_000);
+        home.set_membership(
+            &inv.manifest,
+            &inv.certificate,
+            &["/ip4/127.0.0.1/tcp/1".into()],
+        )
+        .unwrap();
+        drop(home);
+        let home = Home::open(&dir.path().join("h"), &unlock).unwrap();
+        assert_eq!(home.manifest().unwrap(), Some(inv.manifest));
+        assert_eq!(
+            home.bootstrap().unwrap(),
+            vec!["/ip4/127.0.0.1/tcp/1".to_string()]
+        );
+    }
+}
