@@ -34,6 +34,21 @@ fn delta(seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Process CPU time (user + system, all threads) from /proc/self/stat, in seconds (Linux; the
+/// usual 100 ticks per second). CPU time is robust to other processes competing for the cores.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn per_coord(
     label: &str,
     coords: usize,
@@ -41,13 +56,15 @@ fn per_coord(
     mut f: impl FnMut() -> Result<()>,
 ) -> Result<f64> {
     f()?; // warm up
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     for _ in 0..runs {
         f()?;
     }
-    let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(runs) / coords as f64;
+    let per = |secs: f64| secs * 1e6 / f64::from(runs) / coords as f64;
+    let us = per(start.elapsed().as_secs_f64());
+    let cpu_us = per(cpu_seconds() - cpu);
     println!(
-        "{label:<58} {us:>10.4} µs/coord  ({:.1} ms per delta)",
+        "{label:<58} wall {us:>8.3} µs/coord ({:>7.1} ms/delta)  cpu {cpu_us:>8.3} µs/coord",
         us * DIM as f64 / 1e3
     );
     Ok(us)
@@ -58,7 +75,7 @@ fn main() -> Result<()> {
     let x = delta(7);
     println!("delta: {DIM} values, norm {:.4}", l2_norm(&x));
 
-    per_coord("clip (L2, in place)", DIM, 20, || {
+    per_coord("clip (L2, in place)", DIM, 200, || {
         let mut v = x.clone();
         clip(&mut v, 0.01)?;
         Ok(())
@@ -124,6 +141,23 @@ fn main() -> Result<()> {
         1,
         || {
             default_k.invoke(&part)?;
+            Ok(())
+        },
+    )?;
+
+    let default_f64 = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+        VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
+        L2Distance::<f64>::default(),
+        6.9,
+        None,
+    )?;
+    let part64: Vec<f64> = part.iter().map(|&v| f64::from(v)).collect();
+    per_coord(
+        "gaussian, OpenDP defaults for f64 (unsized, k = -1074)",
+        sample,
+        1,
+        || {
+            default_f64.invoke(&part64)?;
             Ok(())
         },
     )?;

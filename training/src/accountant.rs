@@ -397,6 +397,22 @@ mod tests {
             }
         }
         assert_eq!(epsilon(0.0, 1e-6).unwrap(), 0.0);
+        // The table in docs/PRIVACY.md.
+        for (rho, eps, standard) in [
+            (0.1, 2.14, 2.45),
+            (0.2, 3.13, 3.53),
+            (1.05, 7.99, 8.67),
+            (2.0, 11.69, 12.51),
+        ] {
+            assert!(
+                (epsilon(rho, 1e-6).unwrap() - eps).abs() < 0.006,
+                "rho {rho}"
+            );
+            assert!(
+                (standard_epsilon(rho, 1e-6) - standard).abs() < 0.006,
+                "rho {rho}"
+            );
+        }
         // The default budget: ρ = 1.05 is ε ≈ 8 at δ = 10⁻⁶ (standard bound: 8.67).
         let eps = Budget::default().epsilon().unwrap();
         assert!((7.9..8.1).contains(&eps), "{eps}");

@@ -48,8 +48,8 @@ pub(crate) fn check_finite(values: &[f32]) -> Result<()> {
 
 /// Clips `delta` in place to L2 norm at most `bound` (the clipping norm `C`).
 ///
-/// The whole vector is scaled by `min(1, C/‖Δ‖)` (with the tiny safety margin described on
-/// [`MARGIN`]), so its direction is kept. Returns the norm before clipping, which callers may log
+/// The whole vector is scaled by `min(1, C/‖Δ‖)`, so its direction is kept; a clipped vector is
+/// shrunk by a further `2⁻²⁰` so that `f32` rounding cannot push its norm back above `C`. Returns the norm before clipping, which callers may log
 /// locally but must not publish: it is a function of private data.
 ///
 /// Errors if `bound` is not finite and positive or if any value is NaN or infinite (the vector

@@ -289,3 +289,106 @@ pub(crate) fn check_len(expected: usize, values: &[f32]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accountant::{Budget, rho_for_epsilon};
+
+    #[test]
+    fn release_clips_noises_and_charges() {
+        let mut ledger = Ledger::new(Budget::default()).unwrap();
+        let params = NoiseParams::new(1.0, 7.0).unwrap();
+        for mode in [Mode::Local, Mode::Distributed] {
+            let noise = Noise::new(mode, 1000, params, Cohort::new(10, 3).unwrap()).unwrap();
+            let mut delta = vec![0.1f32; 1000]; // norm √10 > C
+            let out = release(&mut ledger, 1, &noise, 0.5, &mut delta).unwrap();
+            assert!((out.clip.norm - 10f64.sqrt()).abs() < 1e-6);
+            assert!(l2_norm(&delta) <= 1.0);
+            assert_eq!(out.rho, noise.rho().unwrap());
+            let values = match out.noised {
+                Noised::Local(v) => v,
+                Noised::Distributed(q) => q.dequantize().unwrap(),
+            };
+            assert_eq!(values.len(), 1000);
+        }
+        assert_eq!(ledger.records().len(), 2);
+        assert_eq!(ledger.records()[0].sampling_rate, 0.5);
+    }
+
+    #[test]
+    fn refused_release_leaves_delta_and_ledger_untouched() {
+        let params = NoiseParams::new(1.0, 1.0).unwrap();
+        let noise = Noise::new(Mode::Local, 10, params, Cohort::new(10, 3).unwrap()).unwrap();
+        let mut ledger = Ledger::new(Budget {
+            rho: 0.4,
+            delta: 1e-6,
+        })
+        .unwrap();
+        let mut delta = vec![5.0f32; 10];
+        let e = release(&mut ledger, 1, &noise, 1.0, &mut delta).unwrap_err();
+        assert!(matches!(e, Error::BudgetExceeded { .. }), "{e}");
+        assert!(e.to_string().contains("budget rho 0.4"), "{e}");
+        assert_eq!(delta, vec![5.0f32; 10]);
+        assert!(ledger.records().is_empty());
+        // Bad inputs are refused before anything is charged too.
+        let mut ledger = Ledger::new(Budget::default()).unwrap();
+        let mut short = vec![0.0f32; 9];
+        assert!(matches!(
+            release(&mut ledger, 1, &noise, 1.0, &mut short),
+            Err(Error::Length { .. })
+        ));
+        assert!(release(&mut ledger, 1, &noise, 0.0, &mut delta).is_err());
+        delta[3] = f32::NAN;
+        assert!(matches!(
+            release(&mut ledger, 1, &noise, 1.0, &mut delta),
+            Err(Error::NonFinite { index: 3, .. })
+        ));
+        assert!(ledger.records().is_empty());
+    }
+
+    #[test]
+    fn mechanism_records_rebuild_the_same_noise() {
+        let params = NoiseParams::new(0.3, 4.0).unwrap();
+        for mode in [Mode::Local, Mode::Distributed] {
+            let noise = Noise::new(mode, 512, params, Cohort::new(20, 6).unwrap()).unwrap();
+            let m = noise.mechanism();
+            let json = serde_json::to_string(&m).unwrap();
+            let back: Mechanism = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.noise().unwrap(), noise);
+            assert_eq!(back.rho().unwrap(), noise.rho().unwrap());
+        }
+        assert!(NoiseParams::noise_for_rho(0.0).is_err());
+        assert!((NoiseParams::noise_for_rho(0.5).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    /// docs/PRIVACY.md's anchor: 50 members, 100 rounds, ε = 8 at δ = 10⁻⁶.
+    #[test]
+    fn local_puts_about_six_times_more_noise_on_the_sum() {
+        let (n, t) = (50u32, 16u32);
+        let total = rho_for_epsilon(8.0, 1e-6).unwrap();
+        assert!((total - 1.0524).abs() < 5e-4, "{total}");
+        let sigma = NoiseParams::noise_for_rho(total / 100.0).unwrap();
+        assert!((sigma - 6.893).abs() < 1e-3, "{sigma}");
+        let p = NoiseParams::new(1.0, sigma).unwrap();
+        let local = Gaussian::new(184_320, p).unwrap();
+        let dist = DistributedGaussian::new(184_320, p, Cohort::new(n, t).unwrap()).unwrap();
+        // Both modes charge the member the same per round.
+        let (rl, rd) = (local.rho().unwrap(), dist.rho().unwrap());
+        assert!((rl / rd - 1.0).abs() < 1e-4, "{rl} {rd}");
+        let s = f64::from(dist.scale());
+        let local_sum = local.std() * f64::from(n).sqrt();
+        let dist_all = dist.share_std() * s * f64::from(n).sqrt();
+        let dist_min = dist.sum_std() * s;
+        assert!((local_sum - 48.74).abs() < 0.01, "{local_sum}");
+        assert!((dist_all - 8.36).abs() < 0.01, "{dist_all}");
+        assert!((dist_min - sigma).abs() < 1e-9, "{dist_min}");
+        let ratio = local_sum / dist_all;
+        assert!(
+            (ratio - 34f64.sqrt()).abs() < 1e-9 && (5.8..5.9).contains(&ratio),
+            "{ratio}"
+        );
+        let local_min = local.std() * f64::from(n - t).sqrt();
+        assert!((local_min / dist_min - ratio).abs() < 1e-9);
+    }
+}
