@@ -17,6 +17,7 @@ mod clock;
 mod cohort;
 mod error;
 mod reject;
+pub mod secagg;
 #[cfg(test)]
 mod testutil;
 
