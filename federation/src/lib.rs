@@ -13,20 +13,35 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod adapter;
+mod aggregate;
+mod chain;
 mod clock;
 mod cohort;
+mod community;
+mod config;
 mod error;
+mod hooks;
+mod optimizer;
 mod reject;
-pub mod secagg;
+mod round;
 #[cfg(test)]
 mod testutil;
+mod verify;
 
 pub use crate::{
     adapter::{Adapter, OPTIMIZER_DOMAIN, OptimizerState, State, Tensor},
+    aggregate::{Input, Values, aggregate, bounded_factor, trim_count},
+    chain::{VersionRecord, next_from_deltas, next_from_groups},
     clock::{Phase, PhaseClock, Timing},
     cohort::{
         COHORT_DOMAIN, GROUP_DOMAIN, ROUND_SEED_DOMAIN, groups, in_cohort, round_seed, threshold,
     },
+    community::Community,
+    config::{Config, Weighting},
     error::{Error, Result},
+    hooks::{GROUP_SUM_DOMAIN, GroupSum, Probe, RoundInfo, SecureAggregator},
+    optimizer::step,
     reject::{Counters, Reason, Rejection},
+    round::{Accepted, FailReason, Outcome, Output, Round},
+    verify::{TAIL_U, max_scale, norm_bound, quantized_norm},
 };

@@ -56,6 +56,9 @@ reasons! {
     MissingRole = "missing_role", true;
     /// An admin object (certificate, revocation list, manifest) failed its checks.
     BadAdminObject = "bad_admin_object", true;
+    /// An admin object that was valid once: an expired or revoked member's certificate, an
+    /// older revocation list.
+    StaleAdminObject = "stale_admin_object", false;
     /// The message is for a round that is over here.
     StaleRound = "stale_round", false;
     /// The message is for a round not open here yet (the node may buffer and retry).
@@ -88,8 +91,10 @@ reasons! {
     Duplicate = "duplicate", false;
     /// The sender already submitted a different delta this round.
     Equivocation = "equivocation", true;
-    /// The round holds as many inputs as the limits allow.
-    CohortFull = "cohort_full", false;
+    /// A version announcement that does not verify: its inputs give another version.
+    BadAnnouncement = "bad_announcement", true;
+    /// A bounded table (round inputs, late deltas, announcements, members) is full.
+    Full = "full", false;
     /// The secure-aggregation engine refused the message.
     SecureAggregation = "secure_aggregation", true;
 }

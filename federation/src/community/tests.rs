@@ -1,0 +1,776 @@
+//! Round lifecycle, attack and reconciliation tests over real signed envelopes.
+
+use hearth_protocol::{
+    DeltaSubmission, Hash32, Keypair, Payload, PrivacyMode, RevocationList, Role, Rule,
+    ServerOptimizer, Signed, SurvivorSet,
+};
+
+use super::*;
+use crate::testutil::{
+    T0, admin, certificate, community, delta_bytes, honest, manifest, member, message, seal, start,
+    submission,
+};
+use crate::verify::norm_bound;
+
+fn closed(out: &[Output]) -> Option<&VersionRecord> {
+    out.iter().find_map(|o| match o {
+        Output::Closed(r) => Some(r),
+        _ => None,
+    })
+}
+
+fn rejected(c: &mut Community, bytes: &[u8], now: u64) -> Rejection {
+    c.on_bytes(bytes, now).unwrap_err()
+}
+
+#[test]
+fn a_round_closes_with_the_same_version_on_every_node() {
+    let m = manifest(Rule::Mean);
+    let genesis = community(&m, 5).head().version();
+    let deltas: Vec<Vec<u8>> = (1..=5).map(|i| delta_bytes(&m, i, 1, genesis)).collect();
+    let mut records = Vec::new();
+    for order in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]] {
+        let mut node = community(&m, 5);
+        let out = node.start_round(1, start(1)).unwrap();
+        assert!(out.contains(&Output::Phase {
+            round: 1,
+            phase: Phase::Submit
+        }));
+        for i in order {
+            assert!(matches!(
+                node.on_bytes(&deltas[i], start(1) + 10 + i as u64),
+                Ok(Accepted::Delta { .. })
+            ));
+        }
+        assert!(
+            node.tick(start(1) + 299)
+                .iter()
+                .all(|o| !matches!(o, Output::Closed(_)))
+        );
+        let out = node.tick(start(1) + 300);
+        let record = closed(&out).expect("closed").clone();
+        assert!(out.contains(&Output::Publish {
+            round: 1,
+            payload: Payload::Version(record.announcement())
+        }));
+        assert_eq!(node.head().version(), record.version);
+        assert_eq!(node.head_round(), 1);
+        assert_eq!(record.parent, genesis);
+        assert_eq!(record.inputs.len(), 5);
+        assert!(record.inputs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(node.counters().accepted(), 5);
+        records.push(record);
+    }
+    assert!(records.windows(2).all(|w| w[0] == w[1]));
+    assert_ne!(records[0].version, genesis);
+}
+
+#[test]
+fn too_few_contributions_close_without_an_update() {
+    let m = manifest(Rule::Mean);
+    let mut node = community(&m, 3);
+    let genesis = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    node.on_bytes(&delta_bytes(&m, 1, 1, genesis), start(1) + 5)
+        .unwrap();
+    let out = node.tick(start(1) + 300);
+    assert!(out.contains(&Output::Failed {
+        round: 1,
+        reason: FailReason::TooFew {
+            found: 1,
+            needed: 2
+        }
+    }));
+    assert_eq!(node.head().version(), genesis);
+    assert_eq!(node.head_round(), 0);
+    assert!(matches!(
+        node.round().unwrap().outcome(),
+        Some(Outcome::Failed(FailReason::TooFew { .. }))
+    ));
+    // The next round starts on the same parent.
+    node.start_round(2, start(2)).unwrap();
+    assert_eq!(node.round().unwrap().parent(), genesis);
+}
+
+#[test]
+fn round_start_rules() {
+    let m = manifest(Rule::Mean);
+    let mut node = community(&m, 2);
+    node.start_round(3, start(3)).unwrap();
+    assert!(matches!(
+        node.start_round(4, start(4)),
+        Err(Error::RoundStart { round: 4, .. })
+    ));
+    node.tick(start(3) + 300);
+    assert!(matches!(
+        node.start_round(3, start(3) + 400),
+        Err(Error::RoundStart { round: 3, .. })
+    ));
+    node.start_round(4, start(4)).unwrap();
+    let mut secure = manifest(Rule::Mean);
+    secure.privacy.mode = PrivacyMode::Distributed;
+    let mut node = community(&secure, 2);
+    assert_eq!(
+        node.start_round(1, start(1)),
+        Err(Error::NoSecureAggregation)
+    );
+}
+
+/// Every attack of the issue, each rejected with its own reason and counted.
+#[test]
+fn attacks_are_rejected_each_with_its_own_reason() {
+    let mut m = manifest(Rule::Mean);
+    m.schedule.sampling_rate = 0.5;
+    let mut node = community(&m, 40);
+    let parent = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    let seed = node.round().unwrap().seed();
+    let rate = m.schedule.sampling_rate;
+    let inside: Vec<u32> = (1..=40)
+        .filter(|i| in_cohort(&seed, &member(*i).member_id(), rate))
+        .collect();
+    let outside = (1..=40)
+        .find(|i| !in_cohort(&seed, &member(*i).member_id(), rate))
+        .unwrap();
+    assert!(inside.len() > 10, "{} in the cohort", inside.len());
+    let now = start(1) + 60;
+    let mut next = inside.iter().copied();
+    let mut fresh = || next.next().unwrap();
+    let expect = |node: &mut Community, bytes: &[u8], reason: Reason| {
+        let r = rejected(node, bytes, now);
+        assert_eq!(r.reason, reason, "{r}");
+        r
+    };
+
+    // Forged: a flipped signature bit. The sender is not authenticated.
+    let mut forged = delta_bytes(&m, inside[0], 1, parent);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(expect(&mut node, &forged, Reason::Forged).sender, None);
+
+    // Replayed: the same envelope twice.
+    let ok = delta_bytes(&m, fresh(), 1, parent);
+    node.on_bytes(&ok, now).unwrap();
+    let r = expect(&mut node, &ok, Reason::Replayed);
+    assert!(r.sender.is_some() && r.culprit().is_none());
+
+    // Out of cohort.
+    let r = expect(
+        &mut node,
+        &delta_bytes(&m, outside, 1, parent),
+        Reason::NotInCohort,
+    );
+    assert_eq!(r.culprit(), Some(member(outside).member_id()));
+
+    // Not a member: a key without a certificate.
+    let stranger = Keypair::from_seed([0x77; 32]);
+    let d = honest(&m, 1, parent, 5);
+    expect(
+        &mut node,
+        &seal(&m, &stranger, 1, 1, &Payload::Delta(d.clone())),
+        Reason::NotMember,
+    );
+
+    // Wrong shape: a tensor renamed (the hash is recomputed, so only the shape is wrong).
+    let i = fresh();
+    let mut bad = honest(&m, 1, parent, 6);
+    bad.layers[1].name = "blk.0.attn_k".into();
+    let bad = DeltaSubmission::new(
+        bad.round,
+        bad.base_version,
+        bad.layers,
+        bad.scale,
+        1,
+        bad.dp,
+    );
+    expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 1, &Payload::Delta(bad)),
+        Reason::WrongShape,
+    );
+
+    // NaN scale: refused by the decoder's validation, reported as non-finite.
+    let i = fresh();
+    let mut nan = honest(&m, 1, parent, 7);
+    nan.scale = f32::NAN;
+    nan.hash = nan.compute_hash();
+    let stamp_msg = |d: DeltaSubmission, i: u32| {
+        let mut msg = message(
+            &m,
+            &member(i),
+            1,
+            9,
+            &Payload::Delta(honest(&m, 1, parent, 1)),
+        );
+        msg.payload = Payload::Delta(d);
+        msg
+    };
+    let r = node.on_message(&stamp_msg(nan, i), now).unwrap_err();
+    assert_eq!(r.reason, Reason::NonFinite, "{r}");
+
+    // Over norm: an honest delta scaled 10x.
+    let i = fresh();
+    let mut big = honest(&m, 1, parent, 8);
+    big.scale *= 10.0;
+    let big = DeltaSubmission::new(1, parent, big.layers, big.scale, 1, big.dp);
+    expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 1, &Payload::Delta(big)),
+        Reason::OverNorm,
+    );
+
+    // Stale round, future round.
+    let i = fresh();
+    expect(
+        &mut node,
+        &delta_bytes(&m, i, 0, parent),
+        Reason::StaleRound,
+    );
+    expect(
+        &mut node,
+        &delta_bytes(&m, i, 2, parent),
+        Reason::FutureRound,
+    );
+
+    // Wrong base version.
+    expect(
+        &mut node,
+        &delta_bytes(&m, i, 1, Hash32::digest(b"elsewhere")),
+        Reason::WrongBase,
+    );
+
+    // DP parameters other than the community's.
+    let i = fresh();
+    let mut dp = honest(&m, 1, parent, 9);
+    dp.dp.noise_std *= 3.0;
+    let dp = DeltaSubmission::new(1, parent, dp.layers, dp.scale, 1, dp.dp);
+    expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 1, &Payload::Delta(dp)),
+        Reason::DpMismatch,
+    );
+
+    // Quantization range: i32::MIN, or a scale coarse enough to hide a large norm in rounding.
+    let mut q = honest(&m, 1, parent, 10);
+    q.layers[0].values[0] = i32::MIN;
+    q.scale = 1e-12;
+    let q = DeltaSubmission::new(1, parent, q.layers, q.scale, 1, q.dp);
+    expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 2, &Payload::Delta(q)),
+        Reason::QuantizationRange,
+    );
+    let mut coarse = honest(&m, 1, parent, 11);
+    coarse.scale = 0.01;
+    for v in coarse.layers.iter_mut().flat_map(|l| l.values.iter_mut()) {
+        *v = (*v).signum();
+    }
+    let coarse = DeltaSubmission::new(1, parent, coarse.layers, coarse.scale, 1, coarse.dp);
+    expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 3, &Payload::Delta(coarse)),
+        Reason::QuantizationRange,
+    );
+
+    // Duplicate: someone else's accepted delta, re-signed (not penalised: it may be a relay).
+    let copied = honest(&m, 1, parent, 1_000 * u64::from(inside[0]) + 1);
+    let r = expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 4, &Payload::Delta(copied)),
+        Reason::Duplicate,
+    );
+    assert_eq!(r.culprit(), None);
+
+    // Equivocation: a second, different delta from a member already in; both are dropped.
+    let first = inside[0];
+    let before = node.round().unwrap().inputs().len();
+    let second = honest(&m, 1, parent, 424_242);
+    expect(
+        &mut node,
+        &seal(&m, &member(first), 1, 7, &Payload::Delta(second)),
+        Reason::Equivocation,
+    );
+    assert_eq!(node.round().unwrap().inputs().len(), before - 1);
+    assert_eq!(
+        node.round().unwrap().equivocators().collect::<Vec<_>>(),
+        vec![&member(first).member_id()]
+    );
+
+    // A secure-aggregation message in a plain round.
+    let i = fresh();
+    let keys = Payload::Survivors(SurvivorSet {
+        round: 1,
+        survivors: vec![],
+    });
+    expect(
+        &mut node,
+        &seal(&m, &member(i), 1, 1, &keys),
+        Reason::WrongKind,
+    );
+
+    // Wrong community (a message built for another manifest, handed over decoded).
+    let mut other = m.clone();
+    other.name = "another community".into();
+    let msg = message(
+        &other,
+        &member(i),
+        1,
+        1,
+        &Payload::Delta(honest(&m, 1, parent, 12)),
+    );
+    assert_eq!(
+        node.on_message(&msg, now).unwrap_err().reason,
+        Reason::WrongCommunity
+    );
+    // Bytes for another community do not even decode here.
+    let bytes = seal(
+        &other,
+        &member(i),
+        1,
+        1,
+        &Payload::Delta(honest(&m, 1, parent, 12)),
+    );
+    assert_eq!(
+        rejected(&mut node, &bytes, now).reason,
+        Reason::WrongCommunity
+    );
+
+    // Early: before the round's start (beyond the 30 s skew allowance); late: at the deadline.
+    let i = fresh();
+    let early = delta_bytes(&m, i, 1, parent);
+    assert_eq!(
+        rejected(&mut node, &early, start(1) - 31).reason,
+        Reason::Early
+    );
+    let r = rejected(&mut node, &early, start(1) + 300);
+    assert_eq!(r.reason, Reason::Late);
+    assert_eq!(r.culprit(), None);
+
+    let counts = node.counters();
+    for reason in [
+        Reason::Forged,
+        Reason::Replayed,
+        Reason::NotInCohort,
+        Reason::NotMember,
+        Reason::WrongShape,
+        Reason::NonFinite,
+        Reason::OverNorm,
+        Reason::StaleRound,
+        Reason::FutureRound,
+        Reason::WrongBase,
+        Reason::DpMismatch,
+        Reason::Duplicate,
+        Reason::Equivocation,
+        Reason::WrongKind,
+        Reason::Early,
+        Reason::Late,
+    ] {
+        assert_eq!(counts.rejected(reason), 1, "{reason:?}");
+    }
+    assert_eq!(counts.rejected(Reason::QuantizationRange), 2);
+    assert_eq!(counts.rejected(Reason::WrongCommunity), 2);
+}
+
+#[test]
+fn certificates_expiry_revocation_and_roles() {
+    let m = manifest(Rule::Mean);
+    let mut node = community(&m, 3);
+    let parent = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    let now = start(1) + 10;
+
+    // Expired: a member whose only certificate ended before now.
+    let late_key = member(50);
+    let cert = certificate(&m, &late_key, T0, start(1), vec![Role::Contributor]);
+    node.add_certificate(&cert, T0).unwrap();
+    let bytes = seal(
+        &m,
+        &late_key,
+        1,
+        1,
+        &Payload::Delta(honest(&m, 1, parent, 50)),
+    );
+    assert_eq!(
+        rejected(&mut node, &bytes, now).reason,
+        Reason::CertificateExpired
+    );
+
+    // Observer only: lacks the contributor role.
+    let watcher = member(51);
+    let cert = certificate(&m, &watcher, T0, T0 + 86_400 * 10, vec![Role::Observer]);
+    node.add_certificate(&cert, T0).unwrap();
+    let bytes = seal(
+        &m,
+        &watcher,
+        1,
+        1,
+        &Payload::Delta(honest(&m, 1, parent, 51)),
+    );
+    assert_eq!(rejected(&mut node, &bytes, now).reason, Reason::MissingRole);
+
+    // Revoked: via a gossiped revocation list.
+    let list = RevocationList {
+        community: node.id(),
+        sequence: 1,
+        issued: T0,
+        revoked: vec![member(2).member_id()],
+    };
+    let list = Signed::sign(list, &admin()).unwrap();
+    let relay = seal(&m, &member(1), 1, 5, &Payload::Revocations(list.clone()));
+    assert_eq!(
+        node.on_bytes(&relay, now),
+        Ok(Accepted::Revocations { sequence: 1 })
+    );
+    let r = rejected(&mut node, &delta_bytes(&m, 2, 1, parent), now);
+    assert_eq!(r.reason, Reason::Revoked);
+    assert_eq!(r.culprit(), Some(member(2).member_id()));
+    // The same list again is stale, not misbehaviour.
+    let again = seal(&m, &member(1), 1, 6, &Payload::Revocations(list));
+    let r = rejected(&mut node, &again, now);
+    assert_eq!(r.reason, Reason::StaleAdminObject);
+    assert_eq!(r.culprit(), None);
+
+    // A certificate forged by someone else is bad; a gossiped valid one admits its member.
+    let mut forged = certificate(&m, &member(60), T0, T0 + 86_400, vec![Role::Contributor]);
+    forged.signature = certificate(&m, &member(61), T0, T0 + 86_400, vec![]).signature;
+    let bytes = seal(&m, &member(1), 1, 7, &Payload::Certificate(forged));
+    assert_eq!(
+        rejected(&mut node, &bytes, now).reason,
+        Reason::BadAdminObject
+    );
+    let good = certificate(
+        &m,
+        &member(60),
+        T0,
+        T0 + 86_400 * 10,
+        vec![Role::Contributor],
+    );
+    let bytes = seal(&m, &member(1), 1, 8, &Payload::Certificate(good));
+    assert_eq!(
+        node.on_bytes(&bytes, now),
+        Ok(Accepted::Certificate {
+            member: member(60).member_id()
+        })
+    );
+    assert!(node.on_bytes(&delta_bytes(&m, 60, 1, parent), now).is_ok());
+}
+
+#[test]
+fn member_table_limit_at_and_past() {
+    let m = manifest(Rule::Mean);
+    let mut node = Community::new(
+        &crate::testutil::signed(&m),
+        State::genesis(crate::Adapter::zeros(&m.lora)),
+        Config {
+            max_members: 2,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    for i in 1..=2 {
+        let cert = certificate(&m, &member(i), T0, T0 + 86_400, vec![Role::Contributor]);
+        node.add_certificate(&cert, T0).unwrap();
+    }
+    // A renewal of a known member still fits; a third member does not.
+    let renewal = certificate(&m, &member(1), T0, T0 + 2 * 86_400, vec![Role::Contributor]);
+    node.add_certificate(&renewal, T0).unwrap();
+    let third = certificate(&m, &member(3), T0, T0 + 86_400, vec![Role::Contributor]);
+    assert_eq!(
+        node.add_certificate(&third, T0),
+        Err(Error::MembersFull { max: 2 })
+    );
+}
+
+/// The largest delta that passes verification moves the mean by at most `B/n` (B the norm
+/// bound); a scaled-up one is rejected outright.
+#[test]
+fn model_replacement_is_bounded_by_the_norm_bound() {
+    let m = manifest(Rule::Mean);
+    let n_honest = 9u32;
+    let mut node = community(&m, n_honest + 1);
+    let mut honest_only = community(&m, n_honest + 1);
+    let parent = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    honest_only.start_round(1, start(1)).unwrap();
+    for i in 1..=n_honest {
+        let bytes = delta_bytes(&m, i, 1, parent);
+        node.on_bytes(&bytes, start(1) + 1).unwrap();
+        honest_only.on_bytes(&bytes, start(1) + 1).unwrap();
+    }
+    let d = m.lora.elements() as usize;
+    let bound = norm_bound(m.privacy.clip_norm, m.privacy.noise_multiplier, d);
+    // The attacker's target: one coordinate pushed as far as the bound allows.
+    let attacker = member(n_honest + 1);
+    let mut target = vec![0.0f32; d];
+    target[0] = (bound * 0.999_999) as f32;
+    let replacement = submission(&m, 1, parent, &target);
+    let mut scaled = vec![0.0f32; d];
+    scaled[0] = (bound * 100.0) as f32;
+    let too_big = submission(&m, 1, parent, &scaled);
+    let r = rejected(
+        &mut node,
+        &seal(&m, &attacker, 1, 1, &Payload::Delta(too_big)),
+        start(1) + 2,
+    );
+    assert_eq!(r.reason, Reason::OverNorm);
+    node.on_bytes(
+        &seal(&m, &attacker, 1, 2, &Payload::Delta(replacement)),
+        start(1) + 2,
+    )
+    .unwrap();
+    node.tick(start(1) + 300);
+    honest_only.tick(start(1) + 300);
+    let with = node.head().adapter.to_flat();
+    let without = honest_only.head().adapter.to_flat();
+    // The honest mean over 9 vs the mean over 10 with the attacker: the shift is at most B/10
+    // plus the dilution of the honest mean.
+    let shift = with
+        .iter()
+        .zip(&without)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let honest_norm = without
+        .iter()
+        .map(|x| f64::from(*x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let n = f64::from(n_honest + 1);
+    assert!(
+        shift <= bound / n + honest_norm / n + 1e-5,
+        "shift {shift}, bound/n {}",
+        bound / n
+    );
+    assert!(
+        shift > bound / n * 0.5,
+        "the attack does move the mean: {shift}"
+    );
+}
+
+/// A late joiner verifies the announced version from the signed deltas and adopts it;
+/// tampering with any part of the claim is caught.
+#[test]
+fn verify_version_recomputes_from_signed_deltas() {
+    let m = manifest(Rule::TrimmedMean { beta: 0.2 });
+    let mut node = community(&m, 6);
+    let genesis_state = node.head().clone();
+    let parent = genesis_state.version();
+    node.start_round(1, start(1)).unwrap();
+    let envelopes: Vec<Vec<u8>> = (1..=6).map(|i| delta_bytes(&m, i, 1, parent)).collect();
+    for e in &envelopes {
+        node.on_bytes(e, start(1) + 1).unwrap();
+    }
+    let record = closed(&node.tick(start(1) + 300)).unwrap().clone();
+    let announcement = record.announcement();
+
+    let mut late = community(&m, 6);
+    let (verified, state) = late
+        .verify_version(&genesis_state, &envelopes, &announcement, start(1))
+        .unwrap();
+    assert_eq!(verified, record);
+    late.adopt(&verified, state).unwrap();
+    assert_eq!(late.head(), node.head());
+    assert_eq!(late.head_round(), 1);
+    assert_eq!(late.chain().last(), Some(&record));
+
+    // A delta left out, a wrong version, a wrong parent, a forged envelope.
+    assert!(matches!(
+        late.verify_version(&genesis_state, &envelopes[1..], &announcement, start(1)),
+        Err(Error::InputsMismatch { .. })
+    ));
+    let mut wrong = announcement.clone();
+    wrong.version = Hash32::digest(b"not it");
+    assert!(matches!(
+        late.verify_version(&genesis_state, &envelopes, &wrong, start(1)),
+        Err(Error::VersionMismatch { .. })
+    ));
+    assert!(matches!(
+        late.verify_version(late.head(), &envelopes, &announcement, start(1)),
+        Err(Error::WrongParent { .. })
+    ));
+    let mut forged = envelopes.clone();
+    let last = forged[2].len() - 1;
+    forged[2][last] ^= 1;
+    match late.verify_version(&genesis_state, &forged, &announcement, start(1)) {
+        Err(Error::InvalidInput { index, rejection }) => {
+            assert_eq!((index, rejection.reason), (2, Reason::Forged));
+        }
+        other => panic!("expected a forged input, got {other:?}"),
+    }
+    // Certificates are checked at the round's time: after they expired, they do not verify.
+    assert!(matches!(
+        late.verify_version(&genesis_state, &envelopes, &announcement, T0 + 101 * 86_400),
+        Err(Error::InvalidInput { .. })
+    ));
+    // Adopting twice, or onto another head, is refused.
+    let (again, state) = community(&m, 6)
+        .verify_version(&genesis_state, &envelopes, &announcement, start(1))
+        .unwrap();
+    assert!(matches!(
+        late.adopt(&again, state),
+        Err(Error::WrongParent { .. })
+    ));
+}
+
+/// A node that got a delta only after its deadline closes with fewer inputs, then adopts the
+/// peer's version (more inputs) once it hears the announcement; a node that never got the delta
+/// asks for it, and adopts once it has it.
+#[test]
+fn late_deltas_are_reconciled_by_the_preference_rule() {
+    let m = manifest(Rule::Mean);
+    let parent = community(&m, 4).head().version();
+    let envelopes: Vec<Vec<u8>> = (1..=4).map(|i| delta_bytes(&m, i, 1, parent)).collect();
+    let mut a = community(&m, 4);
+    let mut b = community(&m, 4);
+    let mut c = community(&m, 4);
+    for node in [&mut a, &mut b, &mut c] {
+        node.start_round(1, start(1)).unwrap();
+        for e in &envelopes[..3] {
+            node.on_bytes(e, start(1) + 5).unwrap();
+        }
+    }
+    a.on_bytes(&envelopes[3], start(1) + 299).unwrap();
+    assert_eq!(
+        rejected(&mut b, &envelopes[3], start(1) + 300).reason,
+        Reason::Late
+    );
+    let ra = closed(&a.tick(start(1) + 300)).unwrap().clone();
+    let rb = closed(&b.tick(start(1) + 300)).unwrap().clone();
+    let rc = closed(&c.tick(start(1) + 300)).unwrap().clone();
+    assert_eq!((ra.inputs.len(), rb.inputs.len()), (4, 3));
+    assert_eq!(rb, rc);
+    assert_ne!(ra.version, rb.version);
+
+    // B and C hear A's announcement (A has the announcer role through contributor).
+    let ann = seal(&m, &member(1), 1, 2, &Payload::Version(ra.announcement()));
+    assert!(matches!(
+        b.on_bytes(&ann, start(1) + 310),
+        Ok(Accepted::Announcement { .. })
+    ));
+    let out = b.tick(start(1) + 311);
+    assert!(out.contains(&Output::Adopted {
+        replaced: Some(rb.version),
+        record: ra.clone()
+    }));
+    assert_eq!(b.head(), a.head());
+    assert_eq!(b.chain().last(), Some(&ra));
+
+    c.on_bytes(&ann, start(1) + 310).unwrap();
+    let out = c.tick(start(1) + 311);
+    let hash = ra
+        .inputs
+        .iter()
+        .find(|h| !rc.inputs.contains(h))
+        .copied()
+        .unwrap();
+    assert!(out.contains(&Output::Missing {
+        round: 1,
+        version: ra.version,
+        inputs: vec![hash]
+    }));
+    assert_eq!(
+        rejected(&mut c, &envelopes[3], start(1) + 320).reason,
+        Reason::Late
+    );
+    let out = c.tick(start(1) + 321);
+    assert!(out.iter().any(|o| matches!(o, Output::Adopted { .. })));
+    assert_eq!(c.head(), a.head());
+
+    // A's own view does not change when it hears B's (less preferred) announcement.
+    let ann_b = seal(&m, &member(2), 1, 2, &Payload::Version(rb.announcement()));
+    a.on_bytes(&ann_b, start(1) + 330).unwrap();
+    assert!(a.tick(start(1) + 331).is_empty());
+    assert_eq!(a.head().version(), ra.version);
+
+    // An announcement whose inputs do not give its version is misbehaviour.
+    let mut lie = ra.announcement();
+    lie.version = Hash32([0; 32]);
+    let mut d = community(&m, 4);
+    d.start_round(1, start(1)).unwrap();
+    for e in &envelopes[..3] {
+        d.on_bytes(e, start(1) + 5).unwrap();
+    }
+    d.tick(start(1) + 300);
+    lie.deltas = ra.inputs.clone();
+    d.on_bytes(&envelopes[3], start(1) + 301).unwrap_err();
+    let r = rejected(
+        &mut d,
+        &seal(&m, &member(3), 1, 3, &Payload::Version(lie)),
+        start(1) + 302,
+    );
+    assert_eq!(r.reason, Reason::BadAnnouncement);
+    assert_eq!(r.culprit(), Some(member(3).member_id()));
+}
+
+/// Two rounds with FedAdam: the optimizer state is part of the chain and identical on every
+/// node.
+#[test]
+fn optimizer_state_is_chained_identically() {
+    let mut m = manifest(Rule::Median);
+    m.aggregation.optimizer = ServerOptimizer::FedAdam {
+        lr: 0.05,
+        beta1: 0.9,
+        beta2: 0.99,
+        epsilon: 1e-3,
+    };
+    let mut a = community(&m, 5);
+    let mut b = community(&m, 5);
+    for r in 1..=2u64 {
+        let parent = a.head().version();
+        let envelopes: Vec<Vec<u8>> = (1..=5).map(|i| delta_bytes(&m, i, r, parent)).collect();
+        a.start_round(r, start(r)).unwrap();
+        b.start_round(r, start(r)).unwrap();
+        for (k, e) in envelopes.iter().enumerate() {
+            a.on_bytes(e, start(r) + k as u64).unwrap();
+            b.on_bytes(&envelopes[4 - k], start(r) + k as u64).unwrap();
+        }
+        let ra = closed(&a.tick(start(r) + 300)).unwrap().clone();
+        let rb = closed(&b.tick(start(r) + 300)).unwrap().clone();
+        assert_eq!(ra, rb);
+        assert_eq!(ra.optimizer, a.head().optimizer_hash());
+    }
+    assert!(matches!(
+        a.head().optimizer,
+        crate::OptimizerState::Adam { .. }
+    ));
+    assert_eq!(a.head(), b.head());
+    assert_eq!(a.chain().count(), 2);
+}
+
+#[test]
+fn own_delta_is_checked_and_published() {
+    let m = manifest(Rule::Mean);
+    let mut node = community(&m, 3);
+    let parent = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    let me = member(1).member_id();
+    let d = honest(&m, 1, parent, 1);
+    let out = node.submit_own(me, d.clone(), start(1) + 3).unwrap();
+    assert_eq!(
+        out,
+        vec![Output::Publish {
+            round: 1,
+            payload: Payload::Delta(d.clone())
+        }]
+    );
+    assert_eq!(node.round().unwrap().inputs(), vec![d.hash]);
+    let mut big = d.clone();
+    big.scale *= 1e3;
+    big.hash = big.compute_hash();
+    assert_eq!(
+        node.submit_own(member(2).member_id(), big, start(1) + 3)
+            .unwrap_err()
+            .reason,
+        Reason::OverNorm
+    );
+    assert_eq!(
+        node.submit_own(
+            member(3).member_id(),
+            honest(&m, 1, parent, 3),
+            start(1) + 300
+        )
+        .unwrap_err()
+        .reason,
+        Reason::Late
+    );
+}

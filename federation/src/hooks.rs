@@ -1,0 +1,144 @@
+//! Hooks for what this crate does not do itself: the secure-aggregation engine (the
+//! [`secagg`](crate::secagg) module) and the probe-set check of a candidate version.
+//!
+//! # Layering robust aggregation over secure aggregation
+//!
+//! Under secure aggregation only sums are visible, so a member's norm cannot be checked and a
+//! robust rule cannot see individual deltas. The round therefore works on *groups*: the cohort is
+//! partitioned deterministically into groups of at least [`Config::min_group_size`] members
+//! ([`groups`](crate::groups), from the round seed), each group is aggregated securely, and the
+//! engine hands the round one [`GroupSum`] per group. The round then
+//!
+//! 1. checks each sum (length, members in the cohort and in no other group, finite scale);
+//! 2. bounds the norm of each group *mean* by the bound an honest group mean meets
+//!    ([`GroupSum::norm_bound`]) — scaling down, not rejecting, since the culprit inside the group
+//!    is unknown;
+//! 3. applies the manifest's rule across the group means (the mean weights groups by size, which
+//!    gives exactly the mean over all members; trimmed mean and median are unweighted), then the
+//!    server optimizer — exactly as for plain deltas.
+//!
+//! A minority of groups holding attackers can then move a robust aggregate only as far as the
+//! rule allows; an attacker inside a group is diluted by the group's honest members and bounded
+//! by step 2.
+//!
+//! [`Config::min_group_size`]: crate::Config
+
+use std::fmt;
+
+use hearth_protocol::{Hash32, Hasher, Manifest, MemberId, Message, Payload};
+
+use crate::clock::{Phase, PhaseClock};
+use crate::verify::TAIL_U;
+
+/// Domain of [`GroupSum::hash`].
+pub const GROUP_SUM_DOMAIN: &[u8] = b"hearth/group-sum/v1\0";
+
+/// Public facts of a round, handed to the hooks.
+#[derive(Debug, Clone)]
+pub struct RoundInfo {
+    /// Community id.
+    pub community: Hash32,
+    /// Round number.
+    pub round: u64,
+    /// Version the round started from.
+    pub parent: Hash32,
+    /// The round seed ([`round_seed`](crate::round_seed)).
+    pub seed: Hash32,
+    /// Deadlines.
+    pub clock: PhaseClock,
+    /// Values in a delta (`LoraShape::elements`).
+    pub elements: usize,
+    /// The community manifest (privacy, schedule, limits).
+    pub manifest: Manifest,
+    /// Smallest group ([`Config::min_group_size`](crate::Config)).
+    pub min_group_size: usize,
+}
+
+impl RoundInfo {
+    /// Whether `member` is in this round's cohort.
+    pub fn in_cohort(&self, member: &MemberId) -> bool {
+        crate::cohort::in_cohort(&self.seed, member, self.manifest.schedule.sampling_rate)
+    }
+}
+
+/// The unmasked sum of one secure-aggregation group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSum {
+    /// Members whose inputs are in the sum, sorted, no duplicates.
+    pub members: Vec<MemberId>,
+    /// Signed sum of their quantized inputs (wraparound modulo 2³² already resolved).
+    pub sum: Vec<i64>,
+    /// Real value of one integer step (the common quantization scale).
+    pub scale: f32,
+    /// Std of the noise each member added (its share), real units.
+    pub noise_std: f64,
+}
+
+impl GroupSum {
+    /// Content hash: [`GROUP_SUM_DOMAIN`], member count and ids, the sum (`u64` count then each
+    /// `i64` big-endian), scale bits, noise std. This is what a version lists as its inputs for
+    /// a secure round.
+    pub fn hash(&self) -> Hash32 {
+        let mut h = Hasher::new(GROUP_SUM_DOMAIN);
+        h.u64(self.members.len() as u64);
+        for m in &self.members {
+            h.bytes(m.as_bytes());
+        }
+        h.u64(self.sum.len() as u64);
+        for v in &self.sum {
+            h.u64(*v as u64);
+        }
+        h.u32(self.scale.to_bits()).f64(self.noise_std);
+        h.finish()
+    }
+
+    /// The L2 bound an honest group mean meets: `k` members, each `‖clip‖ ≤ C`, noise std `τ`
+    /// each (so `τ/√k` on the mean), rounding `s/2` per value:
+    /// `(C + (τ/√k)·(√d + 9) + (s/2)·√d)·(1 + 2⁻²⁰)`.
+    pub fn norm_bound(&self, clip_norm: f64, noise_std: f64) -> f64 {
+        let k = (self.members.len().max(1)) as f64;
+        let d = self.sum.len() as f64;
+        let rounding = f64::from(self.scale) / 2.0 * d.sqrt();
+        (clip_norm + noise_std / k.sqrt() * (d.sqrt() + TAIL_U) + rounding)
+            * (1.0 + 1.0 / (1u64 << 20) as f64)
+    }
+}
+
+/// A secure-aggregation engine, driven by the round.
+///
+/// The round does the common checks on every secure-aggregation message first (envelope,
+/// certificate, round, phase deadline, cohort membership, replay) and only then calls
+/// [`on_message`](Self::on_message). All methods get the same [`RoundInfo`]; none may read a
+/// clock or draw randomness other than from seeds it was given.
+pub trait SecureAggregator: fmt::Debug + Send {
+    /// A round starts. Returns payloads this node must publish (e.g. its key advertisement).
+    fn begin(&mut self, info: &RoundInfo) -> Vec<Payload>;
+
+    /// Hands over this node's own clipped, noised, quantized input for the round.
+    fn submit_own(&mut self, info: &RoundInfo, values: &[i32], scale: f32) -> Result<(), String>;
+
+    /// A checked message of kind keys, shares, masked input, survivors or unmasking shares.
+    /// An `Err` is counted as a secure-aggregation rejection of the sender.
+    fn on_message(&mut self, info: &RoundInfo, message: &Message, now: u64) -> Result<(), String>;
+
+    /// Called on every tick with the current phase. Returns payloads to publish.
+    fn tick(&mut self, info: &RoundInfo, phase: Phase, now: u64) -> Vec<Payload>;
+
+    /// After the unmask deadline: the unmasked sum of every group that completed.
+    fn finish(&mut self, info: &RoundInfo) -> Result<Vec<GroupSum>, String>;
+}
+
+/// A check of a candidate version before it is applied (e.g. loss on a community probe set).
+///
+/// Every node must reach the same verdict for versions to stay in agreement, so a probe must be
+/// deterministic given the two adapters.
+pub trait Probe: fmt::Debug + Send {
+    /// `Ok` to apply `candidate` on top of `parent`, or `Err(why)` to close the round without an
+    /// update.
+    fn check(
+        &mut self,
+        round: u64,
+        parent: &crate::Adapter,
+        candidate: &crate::Adapter,
+    ) -> Result<(), String>;
+}
