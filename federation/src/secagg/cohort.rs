@@ -108,13 +108,12 @@ impl Cohort {
         if owner != holder && !self.graph.adjacent(owner, holder) {
             return None;
         }
+        // Position in the sorted list of the owner's neighbours and the owner itself.
         let below = self
             .graph
             .neighbours(owner)
             .partition_point(|&j| j < holder);
-        // Owner's own position counts when it sorts before the holder.
-        let own = usize::from(owner < holder);
-        let pos = if owner == holder { below } else { below + own };
+        let pos = below + usize::from(owner < holder);
         Some(pos as u64 + 1)
     }
 }

@@ -21,6 +21,7 @@ use hearth_protocol::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use x25519_dalek::StaticSecret;
+use zeroize::Zeroize;
 
 use crate::secagg::{
     cohort::{Cohort, check_key},
@@ -77,6 +78,18 @@ pub struct Member {
     inputs: BTreeMap<usize, usize>,
     tally: Tally,
     revealed: BTreeMap<usize, Revealed>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // The x25519 cipher secret zeroizes itself; wipe the scalars and the shares held.
+        self.mask_secret.zeroize();
+        self.seed_secret.zeroize();
+        for (seed_share, key_share) in self.held.values_mut() {
+            seed_share.zeroize();
+            key_share.zeroize();
+        }
+    }
 }
 
 impl std::fmt::Debug for Member {
