@@ -1,51 +1,51 @@
-//! [`Community`]: the state machine a node (or a simulated member) drives — admission, rounds,
-//! verification of every message, aggregation, the chain of versions.
-//!
-//! # Verification order
-//!
-//! [`Community::on_bytes`] decodes with [`decode_untrusted`] (size, envelope, version and kind,
-//! canonical form, community, signature, payload limits and hash, round consistency). Then, for
-//! every message ([`Community::on_message`]): community, kind and round consistency; admin objects
-//! are checked by the [`Authority`]; round messages go through, in this order,
-//!
-//! 1. admission: the sender has a certificate, is not revoked, the certificate is valid at `now`
-//!    and grants the role (contributor; announcer or contributor for version announcements);
-//! 2. round: the open round's number (else stale or future round);
-//! 3. kind: allowed in this round's mode (plain deltas in local mode, secure-aggregation messages
-//!    in distributed mode, announcements in both);
-//! 4. timing: the phase's window ([`PhaseClock::timing`]); a late delta is still checked and kept
-//!    aside (never aggregated) so that a peer's version including it can be verified;
-//! 5. cohort membership (not for announcements);
-//! 6. replay: the [`ReplayWindow`] on (sender, round, nonce);
-//! 7. for deltas: equivocation and duplicates, capacity, then the content checks of
-//!    [`crate::verify`] (hash, base version, DP parameters, shape, finite values, quantization
-//!    range, norm bound).
-//!
-//! The first failing check is the [`Reason`] of the [`Rejection`]; every outcome is counted in
-//! [`Counters`].
+//! [`Community`]: the state machine a node drives; see its docs for the verification order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hearth_protocol::{
     Authority, Certificate, DeltaSubmission, Hash32, Kind, Manifest, MemberId, Message, Payload,
-    PrivacyMode, ReplayWindow, RevocationList, Role, Signed, VersionAnnouncement, decode_untrusted,
+    PrivacyMode, ReplayWindow, RevocationList, Signed, decode_untrusted,
 };
 
 use crate::adapter::State;
 use crate::chain::{VersionRecord, next_from_deltas, next_from_groups};
-use crate::clock::{Phase, PhaseClock, Timing};
-use crate::cohort::{in_cohort, round_seed};
+use crate::clock::{Phase, PhaseClock};
+use crate::cohort::round_seed;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks::{GroupSum, Probe, RoundInfo, SecureAggregator};
 use crate::reject::{Counters, Reason, Rejection};
-use crate::round::{Accepted, FailReason, Held, Outcome, Output, Round};
-use crate::verify::{Target, check_delta};
+use crate::round::{Accepted, FailReason, Outcome, Output, Round};
+use crate::verify::check_delta;
 
 /// Certificates remembered per member (the ones expiring last).
 const CERTS_PER_MEMBER: usize = 4;
 
-/// A community as one node sees it. See the [module docs](self) for the verification order.
+/// A community as one node sees it: admission, rounds, verification of every message,
+/// aggregation and the chain of versions.
+///
+/// # Verification order
+///
+/// [`Community::on_bytes`] decodes with [`decode_untrusted`] (size, envelope, version and kind,
+/// canonical form, community, signature, payload limits and hash, round consistency). Then, for
+/// every message ([`Community::on_message`]): community, kind and round consistency; admin objects
+/// are checked by the [`Authority`]; round messages go through, in this order,
+///
+/// 1. admission: the sender has a certificate, is not revoked, the certificate is valid at `now`
+///    and grants the role (contributor; announcer or contributor for version announcements);
+/// 2. round: the open round's number (else stale or future round);
+/// 3. kind: allowed in this round's mode (plain deltas in local mode, secure-aggregation messages
+///    in distributed mode, announcements in both);
+/// 4. timing: the phase's window ([`PhaseClock::timing`]); a late delta is still checked and kept
+///    aside (never aggregated) so that a peer's version including it can be verified;
+/// 5. cohort membership (not for announcements);
+/// 6. replay: the [`ReplayWindow`] on (sender, round, nonce);
+/// 7. for deltas: equivocation and duplicates, capacity, then the content checks of
+///    docs/PROTOCOL.md §14.6 (hash, base version, DP parameters, shape, finite values,
+///    quantization range, norm bound: [`norm_bound`](crate::norm_bound)).
+///
+/// The first failing check is the [`Reason`] of the [`Rejection`]; every outcome is counted in
+/// [`Counters`].
 #[derive(Debug)]
 pub struct Community {
     manifest: Manifest,
@@ -274,7 +274,12 @@ impl Community {
         delta: DeltaSubmission,
         now: u64,
     ) -> Result<Vec<Output>, Rejection> {
-        let late = self.precheck(me, delta.round, Kind::Delta, now)?;
+        let kind = if self.secure() {
+            Kind::Masked
+        } else {
+            Kind::Delta
+        };
+        let late = self.precheck(me, delta.round, kind, now)?;
         let round = delta.round;
         if late {
             return Err(Rejection::new(
@@ -352,439 +357,6 @@ impl Community {
         out
     }
 
-    /// Recomputes a version from the signed deltas it claims to include, as a node that missed
-    /// the round does: every envelope is decoded and verified again (signature, certificate valid
-    /// at `at` — the round's time, as certificates may have expired since; revocations made
-    /// later are not applied retroactively —, cohort, base version, DP parameters, shape, range,
-    /// norm, no duplicates), the list must equal the announcement's, and the recomputed version
-    /// must equal the announced one. Returns the record and the new state for
-    /// [`Community::adopt`].
-    pub fn verify_version<B: AsRef<[u8]>>(
-        &self,
-        parent: &State,
-        envelopes: &[B],
-        announcement: &VersionAnnouncement,
-        at: u64,
-    ) -> Result<(VersionRecord, State)> {
-        let parent_version = parent.version();
-        if announcement.parent != parent_version {
-            return Err(Error::WrongParent {
-                round: announcement.round,
-                parent: announcement.parent,
-                expected: parent_version,
-            });
-        }
-        let seed = round_seed(&self.id, announcement.round, &parent_version);
-        let target = Target {
-            manifest: &self.manifest,
-            parent: parent_version,
-        };
-        let mut deltas: Vec<DeltaSubmission> = Vec::with_capacity(envelopes.len());
-        let mut senders = BTreeSet::new();
-        for (index, bytes) in envelopes.iter().enumerate() {
-            let invalid = |rejection: Rejection| Error::InvalidInput {
-                index,
-                rejection: Box::new(rejection),
-            };
-            let message = decode_untrusted(bytes.as_ref(), &self.manifest.limits, &self.id)
-                .map_err(|e| invalid(Rejection::new(None, protocol_reason(&e), e.to_string())))?;
-            let sender = message.header.sender;
-            let reject =
-                |reason, detail: String| invalid(Rejection::new(Some(sender), reason, detail));
-            let Payload::Delta(delta) = message.payload else {
-                return Err(reject(Reason::WrongKind, "not a delta".into()));
-            };
-            if delta.round != announcement.round {
-                return Err(reject(
-                    Reason::StaleRound,
-                    format!("delta for round {}", delta.round),
-                ));
-            }
-            self.certificate_at(&sender, at, Role::Contributor, false)
-                .map_err(invalid)?;
-            if !in_cohort(&seed, &sender, self.manifest.schedule.sampling_rate) {
-                return Err(reject(Reason::NotInCohort, "outside the cohort".into()));
-            }
-            check_delta(target, sender, &delta).map_err(invalid)?;
-            if !senders.insert(sender) {
-                return Err(reject(
-                    Reason::Equivocation,
-                    "second delta of the sender".into(),
-                ));
-            }
-            if deltas.iter().any(|d| d.hash == delta.hash) {
-                return Err(reject(Reason::Duplicate, format!("delta {}", delta.hash)));
-            }
-            deltas.push(delta);
-        }
-        let mut hashes: Vec<Hash32> = deltas.iter().map(|d| d.hash).collect();
-        hashes.sort();
-        if hashes != announcement.deltas {
-            return Err(Error::InputsMismatch {
-                reason: format!(
-                    "{} deltas given, {} announced",
-                    hashes.len(),
-                    announcement.deltas.len()
-                ),
-            });
-        }
-        let refs: Vec<&DeltaSubmission> = deltas.iter().collect();
-        let (record, state) = next_from_deltas(
-            &self.manifest,
-            self.config.weighting,
-            parent,
-            announcement.round,
-            &refs,
-        )?;
-        if record.version != announcement.version {
-            return Err(Error::VersionMismatch {
-                announced: announcement.version,
-                computed: record.version,
-            });
-        }
-        Ok((record, state))
-    }
-
-    /// Makes a verified version (from [`Community::verify_version`] or a peer's state checked
-    /// against its record) the head. It must follow the head: same parent, a later round. An open
-    /// round on the old head is abandoned.
-    pub fn adopt(&mut self, record: &VersionRecord, state: State) -> Result<()> {
-        if record.parent != self.head.version() || record.round <= self.head_round {
-            return Err(Error::WrongParent {
-                round: record.round,
-                parent: record.parent,
-                expected: self.head.version(),
-            });
-        }
-        state.check(&self.manifest.lora)?;
-        if state.version() != record.version || state.optimizer_hash() != record.optimizer {
-            return Err(Error::VersionMismatch {
-                announced: record.version,
-                computed: state.version(),
-            });
-        }
-        self.head = state;
-        self.head_round = record.round;
-        self.last_started = self.last_started.max(record.round);
-        self.push_record(record.clone());
-        if self
-            .round
-            .as_ref()
-            .is_some_and(|r| r.parent() == record.parent)
-        {
-            self.round = None;
-        }
-        Ok(())
-    }
-
-    fn handle(&mut self, message: &Message, now: u64) -> Result<Accepted, Rejection> {
-        let h = &message.header;
-        let sender = h.sender;
-        let reject = |reason, detail: String| Err(Rejection::new(Some(sender), reason, detail));
-        if h.community != self.id {
-            return reject(Reason::WrongCommunity, format!("community {}", h.community));
-        }
-        if message.payload.kind() != h.kind {
-            return reject(
-                Reason::Malformed,
-                format!(
-                    "header kind {:?}, payload {:?}",
-                    h.kind,
-                    message.payload.kind()
-                ),
-            );
-        }
-        if let Some(r) = message.payload.round()
-            && r != h.round
-        {
-            return reject(
-                Reason::RoundMismatch,
-                format!("header round {}, payload round {r}", h.round),
-            );
-        }
-        match &message.payload {
-            Payload::Manifest(m) => {
-                if m.body == self.manifest && m.verify().is_ok() {
-                    Ok(Accepted::Manifest)
-                } else {
-                    reject(
-                        Reason::BadAdminObject,
-                        "not this community's manifest".into(),
-                    )
-                }
-            }
-            Payload::Certificate(c) => match self.add_certificate(c, now) {
-                Ok(()) => Ok(Accepted::Certificate {
-                    member: c.body.member,
-                }),
-                Err(e) => reject(admin_reason(&e), e.to_string()),
-            },
-            Payload::Revocations(list) => match self.apply_revocations(list) {
-                Ok(()) => Ok(Accepted::Revocations {
-                    sequence: list.body.sequence,
-                }),
-                Err(e) => reject(admin_reason(&e), e.to_string()),
-            },
-            payload => {
-                let late = self.precheck(sender, h.round, h.kind, now)?;
-                if late && !matches!(payload, Payload::Delta(_)) {
-                    return reject(Reason::Late, format!("{:?} after its deadline", h.kind));
-                }
-                if let Err(e) = self.replay.check(sender, h.round, h.nonce, h.round) {
-                    let reason = match e {
-                        hearth_protocol::Error::Replayed { .. } => Reason::Replayed,
-                        _ => Reason::Stale,
-                    };
-                    return reject(reason, e.to_string());
-                }
-                match payload {
-                    Payload::Delta(d) => self.accept_delta(sender, d, late),
-                    Payload::Version(a) => self.accept_announcement(sender, a),
-                    _ => {
-                        let (Some(engine), Some(round)) =
-                            (self.secagg.as_mut(), self.round.as_ref())
-                        else {
-                            return reject(Reason::WrongKind, "no secure aggregation".into());
-                        };
-                        engine
-                            .on_message(&round.info, message, now)
-                            .map(|()| Accepted::SecureAggregation { sender })
-                            .map_err(|why| {
-                                Rejection::new(Some(sender), Reason::SecureAggregation, why)
-                            })
-                    }
-                }
-            }
-        }
-    }
-
-    /// Admission, round, kind, timing and cohort checks; returns whether the message is late.
-    fn precheck(
-        &self,
-        sender: MemberId,
-        round_number: u64,
-        kind: Kind,
-        now: u64,
-    ) -> Result<bool, Rejection> {
-        let reject = |reason, detail: String| Err(Rejection::new(Some(sender), reason, detail));
-        let announcement = kind == Kind::Version;
-        let role = if announcement {
-            Role::Announcer
-        } else {
-            Role::Contributor
-        };
-        self.certificate_at(&sender, now, role, true)?;
-        let Some(round) = self.round.as_ref() else {
-            return if round_number <= self.last_started {
-                reject(Reason::StaleRound, format!("round {round_number} is over"))
-            } else {
-                reject(
-                    Reason::FutureRound,
-                    format!("round {round_number} is not open"),
-                )
-            };
-        };
-        let open = round.number();
-        if round_number < open {
-            return reject(
-                Reason::StaleRound,
-                format!("round {round_number}, open is {open}"),
-            );
-        }
-        if round_number > open {
-            return reject(
-                Reason::FutureRound,
-                format!("round {round_number}, open is {open}"),
-            );
-        }
-        let allowed = match kind {
-            Kind::Version => true,
-            Kind::Delta => !self.secure(),
-            Kind::Keys | Kind::Shares | Kind::Masked | Kind::Survivors | Kind::Unmasking => {
-                self.secure()
-            }
-            Kind::Manifest | Kind::Certificate | Kind::Revocations => false,
-        };
-        let Some(phase) = Phase::of_kind(kind).filter(|_| allowed) else {
-            return reject(
-                Reason::WrongKind,
-                format!("{kind:?} has no place in this round"),
-            );
-        };
-        let late = match round
-            .info
-            .clock
-            .timing(phase, now, self.config.clock_skew_secs)
-        {
-            Timing::InTime => round.outcome.is_some() && !announcement,
-            Timing::Late => true,
-            Timing::Early => {
-                return reject(Reason::Early, format!("{kind:?} before its phase opens"));
-            }
-            Timing::NoSuchPhase => {
-                return reject(Reason::WrongKind, format!("{kind:?} has no phase here"));
-            }
-        };
-        if !announcement && !round.in_cohort(&sender) {
-            return reject(Reason::NotInCohort, format!("not in round {open}'s cohort"));
-        }
-        Ok(late)
-    }
-
-    /// Finds a certificate of `member` valid at `at` granting `role` (or contributor, for
-    /// announcers); checks revocation when `revocations` is set.
-    fn certificate_at(
-        &self,
-        member: &MemberId,
-        at: u64,
-        role: Role,
-        revocations: bool,
-    ) -> Result<(), Rejection> {
-        let reject = |reason, detail: String| Err(Rejection::new(Some(*member), reason, detail));
-        let Some(certs) = self.members.get(member) else {
-            return reject(Reason::NotMember, "no certificate known".into());
-        };
-        if revocations && self.authority.is_revoked(member) {
-            return reject(Reason::Revoked, "on the revocation list".into());
-        }
-        let Some(cert) = certs.iter().find(|c| c.issued <= at && at < c.expires) else {
-            return reject(
-                Reason::CertificateExpired,
-                format!("no certificate valid at {at}"),
-            );
-        };
-        let granted =
-            cert.has_role(role) || (role == Role::Announcer && cert.has_role(Role::Contributor));
-        if !granted {
-            return reject(Reason::MissingRole, format!("lacks role {}", role.name()));
-        }
-        Ok(())
-    }
-
-    fn target(&self) -> Result<Target<'_>, Rejection> {
-        let parent = self
-            .round
-            .as_ref()
-            .map(Round::parent)
-            .ok_or_else(|| Rejection::new(None, Reason::FutureRound, "no open round"))?;
-        Ok(Target {
-            manifest: &self.manifest,
-            parent,
-        })
-    }
-
-    fn accept_delta(
-        &mut self,
-        sender: MemberId,
-        delta: &DeltaSubmission,
-        late: bool,
-    ) -> Result<Accepted, Rejection> {
-        let reject = |reason, detail: String| Err(Rejection::new(Some(sender), reason, detail));
-        let max_inputs = self.manifest.limits.max_cohort as usize;
-        let max_late = self.config.max_late;
-        let target = self.target()?;
-        let Some(round) = self.round.as_ref() else {
-            return reject(Reason::FutureRound, "no open round".into());
-        };
-        if round.equivocators.contains(&sender) {
-            return reject(Reason::Equivocation, "already caught equivocating".into());
-        }
-        match round.by_sender.get(&sender) {
-            Some(h) if *h == delta.hash => {
-                return reject(Reason::Duplicate, format!("delta {} again", delta.hash));
-            }
-            Some(first) => {
-                let first = *first;
-                let Some(round) = self.round.as_mut() else {
-                    return reject(Reason::FutureRound, "no open round".into());
-                };
-                round.deltas.remove(&first);
-                round.late.remove(&first);
-                round.equivocators.insert(sender);
-                return reject(
-                    Reason::Equivocation,
-                    "a second, different delta in the same round; both are excluded".into(),
-                );
-            }
-            None => {}
-        }
-        if round.deltas.contains_key(&delta.hash) || round.late.contains_key(&delta.hash) {
-            return reject(
-                Reason::Duplicate,
-                format!("delta {} already held", delta.hash),
-            );
-        }
-        if !late && round.deltas.len() >= max_inputs {
-            return reject(Reason::Full, format!("round holds {max_inputs} deltas"));
-        }
-        if late && round.late.len() >= max_late {
-            return reject(Reason::Full, format!("{max_late} late deltas held"));
-        }
-        check_delta(target, sender, delta)?;
-        let Some(round) = self.round.as_mut() else {
-            return reject(Reason::FutureRound, "no open round".into());
-        };
-        round.by_sender.insert(sender, delta.hash);
-        let held = Held {
-            sender,
-            delta: delta.clone(),
-        };
-        if late {
-            round.late.insert(delta.hash, held);
-            self.reconcile_all();
-            return reject(
-                Reason::Late,
-                "after the submit deadline: kept to verify peers' versions, not aggregated".into(),
-            );
-        }
-        round.deltas.insert(delta.hash, held);
-        Ok(Accepted::Delta {
-            sender,
-            hash: delta.hash,
-        })
-    }
-
-    fn accept_announcement(
-        &mut self,
-        sender: MemberId,
-        announcement: &VersionAnnouncement,
-    ) -> Result<Accepted, Rejection> {
-        let reject = |reason, detail: String| Err(Rejection::new(Some(sender), reason, detail));
-        let max = self.manifest.limits.max_cohort as usize;
-        let Some(round) = self.round.as_mut() else {
-            return reject(Reason::FutureRound, "no open round".into());
-        };
-        if announcement.parent != round.parent() {
-            return reject(
-                Reason::WrongBase,
-                format!("version on parent {}", announcement.parent.short()),
-            );
-        }
-        match round.announcements.get(&sender) {
-            Some(a) if a == announcement => {
-                return reject(Reason::Duplicate, "announcement again".into());
-            }
-            Some(_) => {
-                return reject(
-                    Reason::Equivocation,
-                    "a second, different announcement".into(),
-                );
-            }
-            None => {}
-        }
-        if round.announcements.len() >= max {
-            return reject(Reason::Full, format!("{max} announcements held"));
-        }
-        round.announcements.insert(sender, announcement.clone());
-        if let Err(why) = self.reconcile(announcement) {
-            return reject(Reason::BadAnnouncement, why);
-        }
-        Ok(Accepted::Announcement {
-            sender,
-            version: announcement.version,
-        })
-    }
-
     /// Closes the open round: aggregates its inputs, runs the probe check, and makes the result
     /// the head — or records why not.
     fn close(&mut self) -> Vec<Output> {
@@ -797,7 +369,7 @@ impl Community {
                 None => Err(FailReason::SecureAggregation("no engine".into())),
                 Some(engine) => match engine.finish(&round.info) {
                     Err(why) => Err(FailReason::SecureAggregation(why)),
-                    Ok(groups) => check_groups(&round.info, &groups).and_then(|()| {
+                    Ok(groups) => usable_groups(&round.info, groups).and_then(|groups| {
                         next_from_groups(&self.manifest, &round.parent_state, number, &groups)
                             .map_err(fail_reason)
                     }),
@@ -848,112 +420,6 @@ impl Community {
         out
     }
 
-    /// Considers every announcement held, most preferred first.
-    fn reconcile_all(&mut self) {
-        let Some(round) = self.round.as_ref() else {
-            return;
-        };
-        let mut candidates: Vec<(MemberId, VersionAnnouncement)> = round
-            .announcements
-            .iter()
-            .map(|(s, a)| (*s, a.clone()))
-            .collect();
-        candidates.sort_by(|(_, a), (_, b)| {
-            b.deltas
-                .len()
-                .cmp(&a.deltas.len())
-                .then(a.version.cmp(&b.version))
-        });
-        candidates.dedup_by(|(_, a), (_, b)| a == b);
-        for (sender, a) in candidates {
-            if let Err(why) = self.reconcile(&a) {
-                let rejection = Rejection::new(Some(sender), Reason::BadAnnouncement, why);
-                self.counters.reject(rejection.reason);
-                self.pending.push(Output::Failed {
-                    round: a.round,
-                    reason: FailReason::Update(rejection.to_string()),
-                });
-            }
-        }
-    }
-
-    /// The late-message reconciliation rule: once our round has closed, a peer's version for the
-    /// same round and parent is *preferred* over ours if it includes more inputs, or as many and
-    /// its hash is smaller (any version is preferred over a failed round, given enough inputs).
-    /// A preferred version whose inputs we all hold (on time or late) is recomputed and, if it
-    /// checks out and passes the probe, adopted; if inputs are missing we ask for them once.
-    /// `Err` means the announcement is provably wrong.
-    fn reconcile(&mut self, a: &VersionAnnouncement) -> Result<(), String> {
-        let secure = self.secure();
-        let min = self.manifest.schedule.min_contributions as usize;
-        let Some(round) = self.round.as_mut() else {
-            return Ok(());
-        };
-        let ours = match &round.outcome {
-            None => return Ok(()),
-            Some(Outcome::Closed(r)) => Some((r.inputs.len(), r.version)),
-            Some(Outcome::Failed(_)) => None,
-        };
-        let preferred = match ours {
-            None => a.deltas.len() >= min,
-            Some((n, v)) => {
-                a.version != v && (a.deltas.len() > n || (a.deltas.len() == n && a.version < v))
-            }
-        };
-        if secure || !preferred || a.round != round.number() || a.parent != round.parent() {
-            return Ok(());
-        }
-        let mut held = Vec::with_capacity(a.deltas.len());
-        let mut missing = Vec::new();
-        for h in &a.deltas {
-            match round.deltas.get(h).or_else(|| round.late.get(h)) {
-                Some(d) if round.equivocators.contains(&d.sender) => return Ok(()),
-                Some(d) => held.push(&d.delta),
-                None => missing.push(*h),
-            }
-        }
-        if !missing.is_empty() {
-            if round.reported.insert(a.version) {
-                self.pending.push(Output::Missing {
-                    round: a.round,
-                    version: a.version,
-                    inputs: missing,
-                });
-            }
-            return Ok(());
-        }
-        let (record, state) = next_from_deltas(
-            &self.manifest,
-            self.config.weighting,
-            &round.parent_state,
-            a.round,
-            &held,
-        )
-        .map_err(|e| format!("its inputs do not make a version: {e}"))?;
-        if record.version != a.version {
-            return Err(format!(
-                "its inputs give version {}, not {}",
-                record.version, a.version
-            ));
-        }
-        if let Some(p) = self.probe.as_mut()
-            && p.check(a.round, &round.parent_state.adapter, &state.adapter)
-                .is_err()
-        {
-            return Ok(());
-        }
-        let replaced = ours.map(|(_, v)| v);
-        if replaced.is_some() {
-            self.chain.pop_back();
-        }
-        round.outcome = Some(Outcome::Closed(record.clone()));
-        self.head = state;
-        self.head_round = a.round;
-        self.push_record(record.clone());
-        self.pending.push(Output::Adopted { replaced, record });
-        Ok(())
-    }
-
     fn push_record(&mut self, record: VersionRecord) {
         self.chain.push_back(record);
         self.trim_chain();
@@ -966,10 +432,13 @@ impl Community {
     }
 }
 
-/// Checks group sums against the round: members in the cohort, sorted, in one group only.
-fn check_groups(info: &RoundInfo, groups: &[GroupSum]) -> Result<(), FailReason> {
+/// Checks group sums against the round — members sorted, in the cohort, in one group only —
+/// and keeps those whose noise is enough for central DP: the shares of the members present must
+/// add up to the community's `σ·C` (`√k·τ ≥ σ·C`), otherwise the sum was under-noised (too many
+/// dropouts or shares calibrated to the cohort instead of the group) and is not used.
+fn usable_groups(info: &RoundInfo, groups: Vec<GroupSum>) -> Result<Vec<GroupSum>, FailReason> {
     let mut seen = BTreeSet::new();
-    for g in groups {
+    for g in &groups {
         if g.members.windows(2).any(|w| w[0] >= w[1]) {
             return Err(FailReason::SecureAggregation(
                 "group members not sorted".into(),
@@ -988,7 +457,12 @@ fn check_groups(info: &RoundInfo, groups: &[GroupSum]) -> Result<(), FailReason>
             }
         }
     }
-    Ok(())
+    let p = &info.manifest.privacy;
+    let needed = p.noise_multiplier * p.clip_norm * (1.0 - 1e-9);
+    Ok(groups
+        .into_iter()
+        .filter(|g| (g.members.len() as f64).sqrt() * g.noise_std >= needed)
+        .collect())
 }
 
 fn fail_reason(e: Error) -> FailReason {
@@ -1031,7 +505,11 @@ fn admin_reason(e: &Error) -> Reason {
     }
 }
 
+mod admission;
 #[cfg(test)]
 mod properties;
+mod reconcile;
+#[cfg(test)]
+mod secure_tests;
 #[cfg(test)]
 mod tests;

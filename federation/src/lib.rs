@@ -6,9 +6,41 @@
 //! the network, so the node and the simulation harness drive the same code and rounds are
 //! reproducible.
 //!
+//! - [`Community`]: the state machine a node drives. [`Community::new`] from the signed manifest
+//!   and a genesis [`State`]; [`Community::add_certificate`]; [`Community::start_round`];
+//!   [`Community::on_bytes`] / [`Community::on_message`] for everything received (each message is
+//!   [`Accepted`] or a [`Rejection`] with its [`Reason`], counted in [`Counters`]);
+//!   [`Community::submit_own`]; [`Community::tick`] returns [`Output`]s (phase changes, payloads to
+//!   publish, [`Output::Closed`] with the new [`VersionRecord`], [`Output::Failed`] with its
+//!   [`FailReason`], adoption of a peer's preferred version); [`Community::verify_version`] and
+//!   [`Community::adopt`] for a node that missed a round.
 //! - [`round_seed`], [`in_cohort`], [`groups`]: who takes part in a round, verifiable by anyone.
 //! - [`PhaseClock`] / [`Phase`]: a round's phases and deadlines from the manifest's schedule.
-//! - [`Adapter`] / [`State`]: the community adapter (FFA-LoRA `B` matrices) and optimizer state.
+//! - [`Adapter`] / [`State`]: the community adapter (FFA-LoRA `B` matrices) and optimizer state;
+//!   [`next_from_deltas`] / [`next_from_groups`]: the deterministic next version, through
+//!   [`aggregate()`] (mean, trimmed mean, median, norm bounding) and [`step`] (FedAvgM, FedAdam).
+//! - [`norm_bound`], [`max_scale`]: the documented verification bounds of a delta.
+//! - [`SecureAggregator`] / [`GroupSum`] / [`Probe`]: hooks for secure aggregation (the
+//!   `secagg` module) and a probe-set check.
+//!
+//! Rules (round seed, cohort, phases, late messages, version chain, verification order) are
+//! specified in docs/PROTOCOL.md §14; the threat model is in docs/PRIVACY.md.
+//!
+//! ```
+//! use hearth_federation::{Phase, PhaseClock, in_cohort, round_seed};
+//! use hearth_protocol::{Hash32, Keypair, Schedule};
+//!
+//! let community = Hash32::digest(b"a manifest");
+//! let seed = round_seed(&community, 7, &Hash32::ZERO); // round 7 on the genesis version
+//! let member = Keypair::from_seed([3; 32]).member_id();
+//! // Every node draws the same cohort; at rate 1 everyone is in.
+//! assert!(in_cohort(&seed, &member, 1.0));
+//! assert_ne!(seed, round_seed(&community, 8, &Hash32::ZERO)); // each round draws anew
+//!
+//! let clock = PhaseClock::new(&Schedule::default(), 1_700_000_000, false);
+//! assert_eq!(clock.phase_at(1_700_000_000 + 299), Phase::Submit);
+//! assert_eq!(clock.phase_at(1_700_000_000 + 300), Phase::Announce); // deltas are now late
+//! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -189,3 +189,145 @@ pub(crate) fn check_delta(
     }
     Ok(Checked { norm })
 }
+
+#[cfg(test)]
+mod tests {
+    use hearth_protocol::{PrivacyMode, Rule};
+
+    use super::*;
+    use crate::testutil::{honest, manifest, member, submission};
+
+    fn one_hot(m: &Manifest, parent: Hash32, q: i32, scale: f32) -> DeltaSubmission {
+        let mut d = submission(m, 1, parent, &vec![0.0; m.lora.elements() as usize]);
+        for layer in &mut d.layers {
+            layer.values.fill(0);
+        }
+        d.layers[0].values[0] = q;
+        DeltaSubmission::new(1, parent, d.layers, scale, 1, d.dp)
+    }
+
+    #[test]
+    fn norm_bound_at_and_past() {
+        let m = manifest(Rule::Mean);
+        let parent = Hash32::digest(b"parent");
+        let target = Target {
+            manifest: &m,
+            parent,
+        };
+        let d = m.lora.elements() as usize;
+        let bound = norm_bound(1.0, 1.0, d);
+        assert!((bound - (1.0 + 28f64.sqrt() + 9.0 + 1.0 / 1024.0)).abs() < 1e-4);
+        let s = 1.0f32 / 1_048_576.0;
+        let q = (bound / f64::from(s)).floor() as i32;
+        let sender = member(1).member_id();
+        let at = check_delta(target, sender, &one_hot(&m, parent, q, s)).unwrap();
+        assert!(at.norm <= bound && at.norm > bound - 1e-5);
+        let past = check_delta(target, sender, &one_hot(&m, parent, q + 1, s)).unwrap_err();
+        assert_eq!(past.reason, Reason::OverNorm);
+        assert_eq!(quantized_norm(&[3, -4], 0.5), 2.5);
+    }
+
+    #[test]
+    fn scale_cap_at_and_past() {
+        let m = manifest(Rule::Mean);
+        let parent = Hash32::digest(b"parent");
+        let target = Target {
+            manifest: &m,
+            parent,
+        };
+        let cap = max_scale(1.0, 28);
+        let mut at = cap as f32;
+        if f64::from(at) > cap {
+            at = f32::from_bits(at.to_bits() - 1);
+        }
+        let past = f32::from_bits(at.to_bits() + 1);
+        assert!(f64::from(past) > cap);
+        let sender = member(1).member_id();
+        check_delta(target, sender, &one_hot(&m, parent, 1, at)).unwrap();
+        let r = check_delta(target, sender, &one_hot(&m, parent, 1, past)).unwrap_err();
+        assert_eq!(r.reason, Reason::QuantizationRange);
+    }
+
+    #[test]
+    fn distributed_noise_std_may_be_a_share_but_not_more() {
+        let mut m = manifest(Rule::Mean);
+        m.privacy.mode = PrivacyMode::Distributed;
+        let parent = Hash32::digest(b"parent");
+        let target = Target {
+            manifest: &m,
+            parent,
+        };
+        let sender = member(1).member_id();
+        // A noisy delta must not claim a smaller share than it carries: the bound uses the claim.
+        let mut noisy = honest(&m, 1, parent, 4);
+        noisy.dp.noise_std = 0.25;
+        noisy.hash = noisy.compute_hash();
+        assert_eq!(
+            check_delta(target, sender, &noisy).unwrap_err().reason,
+            Reason::OverNorm
+        );
+        let mut d = one_hot(&m, parent, 1000, 1.0 / 1_048_576.0);
+        d.dp.noise_std = 0.25;
+        d.hash = d.compute_hash();
+        check_delta(target, sender, &d).unwrap();
+        d.dp.noise_std = 1.0 + 1e-6;
+        d.hash = d.compute_hash();
+        assert_eq!(
+            check_delta(target, sender, &d).unwrap_err().reason,
+            Reason::DpMismatch
+        );
+    }
+
+    /// Real local-DP deltas at the default model's size (184,320 values, σ = 1, C = 1), noised by
+    /// the training crate's OpenDP Gaussian and quantized as the node does, pass the bound; their
+    /// norm sits near `σC√d`, within a few `σC` of it, far from the bound's `9σC` margin.
+    #[test]
+    fn real_opendp_noise_at_model_size_passes_the_bound() {
+        use hearth_protocol::{LoraShape, Target as Module};
+        let mut m = manifest(Rule::Mean);
+        m.lora = LoraShape {
+            rank: 8,
+            alpha: 16.0,
+            layers: 30,
+            targets: vec![
+                Module {
+                    module: "attn_q".into(),
+                    in_dim: 576,
+                    out_dim: 576,
+                },
+                Module {
+                    module: "attn_v".into(),
+                    in_dim: 576,
+                    out_dim: 192,
+                },
+            ],
+            ffa_seed: 42,
+        };
+        let d = m.lora.elements() as usize;
+        assert_eq!(d, 184_320);
+        let params = hearth_training::NoiseParams::new(1.0, 1.0).unwrap();
+        let noise = hearth_training::Gaussian::new(d, params).unwrap();
+        let mut delta: Vec<f32> = (0..d).map(|i| ((i % 13) as f32 - 6.0) * 1e-3).collect();
+        hearth_training::clip(&mut delta, 1.0).unwrap();
+        let noised = noise.privatize(&delta).unwrap();
+        let parent = Hash32::digest(b"parent");
+        let sub = submission(&m, 1, parent, &noised);
+        let target = Target {
+            manifest: &m,
+            parent,
+        };
+        let checked = check_delta(target, member(1).member_id(), &sub).unwrap();
+        let root_d = (d as f64).sqrt();
+        let bound = norm_bound(1.0, 1.0, d);
+        assert!(
+            (checked.norm - root_d).abs() < 1.0 + 6.0,
+            "norm {} vs √d {root_d}",
+            checked.norm
+        );
+        assert!(
+            bound - checked.norm > 7.0,
+            "norm {} bound {bound}",
+            checked.norm
+        );
+    }
+}

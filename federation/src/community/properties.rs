@@ -5,6 +5,7 @@ use hearth_protocol::{Payload, Rule, ServerOptimizer};
 use proptest::prelude::*;
 
 use super::*;
+use crate::cohort::in_cohort;
 use crate::testutil::{Gen, community, delta_bytes, manifest, member, seal, start};
 
 fn arb_rule() -> impl Strategy<Value = Rule> {

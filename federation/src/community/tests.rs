@@ -6,6 +6,7 @@ use hearth_protocol::{
 };
 
 use super::*;
+use crate::cohort::in_cohort;
 use crate::testutil::{
     T0, admin, certificate, community, delta_bytes, honest, manifest, member, message, seal, start,
     submission,
@@ -772,5 +773,64 @@ fn own_delta_is_checked_and_published() {
         .unwrap_err()
         .reason,
         Reason::Late
+    );
+}
+
+#[test]
+fn input_limits_at_and_past() {
+    let mut m = manifest(Rule::Mean);
+    m.limits.max_cohort = 3;
+    let mut node = Community::new(
+        &crate::testutil::signed(&m),
+        State::genesis(crate::Adapter::zeros(&m.lora)),
+        Config {
+            max_late: 1,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    for i in 1..=6 {
+        let cert = certificate(&m, &member(i), T0, T0 + 86_400, vec![Role::Contributor]);
+        node.add_certificate(&cert, T0).unwrap();
+    }
+    let parent = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    for i in 1..=3 {
+        node.on_bytes(&delta_bytes(&m, i, 1, parent), start(1) + 1)
+            .unwrap();
+    }
+    let r = rejected(&mut node, &delta_bytes(&m, 4, 1, parent), start(1) + 1);
+    assert_eq!(r.reason, Reason::Full);
+    // Late deltas: one is kept, the next finds the table full.
+    assert_eq!(
+        rejected(&mut node, &delta_bytes(&m, 5, 1, parent), start(1) + 300).reason,
+        Reason::Late
+    );
+    assert_eq!(
+        rejected(&mut node, &delta_bytes(&m, 6, 1, parent), start(1) + 300).reason,
+        Reason::Full
+    );
+    let record = closed(&node.tick(start(1) + 300)).unwrap().clone();
+    // Announcements: three are held, the fourth finds the table full.
+    for i in 1..=3 {
+        let ann = seal(
+            &m,
+            &member(i),
+            1,
+            9,
+            &Payload::Version(record.announcement()),
+        );
+        node.on_bytes(&ann, start(1) + 301).unwrap();
+    }
+    let ann = seal(
+        &m,
+        &member(4),
+        1,
+        9,
+        &Payload::Version(record.announcement()),
+    );
+    assert_eq!(
+        rejected(&mut node, &ann, start(1) + 301).reason,
+        Reason::Full
     );
 }
