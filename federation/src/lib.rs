@@ -56,6 +56,7 @@ mod hooks;
 mod optimizer;
 mod reject;
 mod round;
+pub mod secagg;
 #[cfg(test)]
 mod testutil;
 mod verify;
