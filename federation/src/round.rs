@@ -11,6 +11,7 @@ use crate::adapter::State;
 use crate::chain::VersionRecord;
 use crate::clock::{Phase, PhaseClock};
 use crate::hooks::RoundInfo;
+use crate::reject::Rejection;
 
 /// Something the caller must act on, returned by [`Community::tick`](crate::Community::tick)
 /// and friends.
@@ -47,6 +48,9 @@ pub enum Output {
         /// The adopted version.
         record: VersionRecord,
     },
+    /// A message accepted earlier turned out to be misbehaviour once more was known (an
+    /// announcement whose inputs, once all held, give another version): penalise its sender.
+    Rejected(Rejection),
     /// A peer announced a version we prefer but cannot check yet: fetch these deltas (by content
     /// hash) and feed them to [`Community::on_message`](crate::Community::on_message).
     Missing {
@@ -154,6 +158,7 @@ pub struct Round {
     pub(crate) late: BTreeMap<Hash32, Held>,
     pub(crate) announcements: BTreeMap<MemberId, VersionAnnouncement>,
     pub(crate) reported: BTreeSet<Hash32>,
+    pub(crate) bad_announcers: BTreeSet<MemberId>,
     pub(crate) outcome: Option<Outcome>,
 }
 
@@ -169,6 +174,7 @@ impl Round {
             late: BTreeMap::new(),
             announcements: BTreeMap::new(),
             reported: BTreeSet::new(),
+            bad_announcers: BTreeSet::new(),
             outcome: None,
         }
     }

@@ -296,6 +296,12 @@ impl Community {
                 format!("version on parent {}", announcement.parent.short()),
             );
         }
+        if round.bad_announcers.contains(&sender) {
+            return reject(
+                Reason::BadAnnouncement,
+                "already sent a wrong announcement this round".into(),
+            );
+        }
         match round.announcements.get(&sender) {
             Some(a) if a == announcement => {
                 return reject(Reason::Duplicate, "announcement again".into());
@@ -313,6 +319,7 @@ impl Community {
         }
         round.announcements.insert(sender, announcement.clone());
         if let Err(why) = self.reconcile(announcement) {
+            self.mark_bad_announcer(sender);
             return reject(Reason::BadAnnouncement, why);
         }
         Ok(Accepted::Announcement {

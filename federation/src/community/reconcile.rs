@@ -13,7 +13,7 @@ use crate::chain::{VersionRecord, next_from_deltas};
 use crate::cohort::{in_cohort, round_seed};
 use crate::error::{Error, Result};
 use crate::reject::{Reason, Rejection};
-use crate::round::{FailReason, Outcome, Output};
+use crate::round::{Outcome, Output};
 use crate::verify::{Target, check_delta};
 
 impl Community {
@@ -163,10 +163,8 @@ impl Community {
             if let Err(why) = self.reconcile(&a) {
                 let rejection = Rejection::new(Some(sender), Reason::BadAnnouncement, why);
                 self.counters.reject(rejection.reason);
-                self.pending.push(Output::Failed {
-                    round: a.round,
-                    reason: FailReason::Update(rejection.to_string()),
-                });
+                self.mark_bad_announcer(sender);
+                self.pending.push(Output::Rejected(rejection));
             }
         }
     }
@@ -246,5 +244,14 @@ impl Community {
         self.push_record(record.clone());
         self.pending.push(Output::Adopted { replaced, record });
         Ok(())
+    }
+
+    /// Forgets a provably wrong announcement and refuses any further one from its sender this
+    /// round, so that it is never recomputed twice.
+    pub(super) fn mark_bad_announcer(&mut self, sender: MemberId) {
+        if let Some(round) = self.round.as_mut() {
+            round.announcements.remove(&sender);
+            round.bad_announcers.insert(sender);
+        }
     }
 }

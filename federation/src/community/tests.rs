@@ -834,3 +834,76 @@ fn input_limits_at_and_past() {
         Reason::Full
     );
 }
+
+/// An announcement that cannot be checked when it arrives (an input is missing) and turns out to
+/// be wrong once the input comes is reported for penalty then.
+#[test]
+fn a_wrong_announcement_is_reported_once_its_inputs_are_held() {
+    let m = manifest(Rule::Mean);
+    let parent = community(&m, 4).head().version();
+    let envelopes: Vec<Vec<u8>> = (1..=4).map(|i| delta_bytes(&m, i, 1, parent)).collect();
+    let mut full = community(&m, 4);
+    let mut node = community(&m, 4);
+    for n in [&mut full, &mut node] {
+        n.start_round(1, start(1)).unwrap();
+    }
+    for e in &envelopes {
+        full.on_bytes(e, start(1) + 1).unwrap();
+    }
+    for e in &envelopes[..3] {
+        node.on_bytes(e, start(1) + 1).unwrap();
+    }
+    let honest_record = closed(&full.tick(start(1) + 300)).unwrap().clone();
+    node.tick(start(1) + 300);
+    let mut lie = honest_record.announcement();
+    lie.version = Hash32::digest(b"a version nobody computed");
+    let liar = member(4).member_id();
+    let bytes = seal(&m, &member(4), 1, 5, &Payload::Version(lie.clone()));
+    assert!(node.on_bytes(&bytes, start(1) + 301).is_ok());
+    assert!(
+        node.tick(start(1) + 302)
+            .iter()
+            .any(|o| matches!(o, Output::Missing { version, .. } if *version == lie.version))
+    );
+    assert_eq!(
+        rejected(&mut node, &envelopes[3], start(1) + 303).reason,
+        Reason::Late
+    );
+    let out = node.tick(start(1) + 304);
+    let penalised: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Rejected(r) => r.culprit(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(penalised, vec![liar]);
+    assert_eq!(node.counters().rejected(Reason::BadAnnouncement), 1);
+    // The liar is not heard again this round.
+    let again = seal(
+        &m,
+        &member(4),
+        1,
+        6,
+        &Payload::Version(honest_record.announcement()),
+    );
+    assert_eq!(
+        rejected(&mut node, &again, start(1) + 304).reason,
+        Reason::BadAnnouncement
+    );
+    // The honest announcement with the same inputs is then adopted.
+    let ann = seal(
+        &m,
+        &member(1),
+        1,
+        5,
+        &Payload::Version(honest_record.announcement()),
+    );
+    node.on_bytes(&ann, start(1) + 305).unwrap();
+    assert!(
+        node.tick(start(1) + 306)
+            .iter()
+            .any(|o| matches!(o, Output::Adopted { .. }))
+    );
+    assert_eq!(node.head(), full.head());
+}
