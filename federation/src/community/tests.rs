@@ -907,3 +907,38 @@ fn a_wrong_announcement_is_reported_once_its_inputs_are_held() {
     );
     assert_eq!(node.head(), full.head());
 }
+
+#[test]
+fn a_restored_head_is_the_next_round_parent() {
+    let m = manifest(Rule::Mean);
+    let mut node = community(&m, 3);
+    let parent = node.head().version();
+    node.start_round(1, start(1)).unwrap();
+    for i in 1..=3 {
+        node.on_bytes(&delta_bytes(&m, i, 1, parent), start(1) + 1)
+            .unwrap();
+    }
+    let record = closed(&node.tick(start(1) + 300)).unwrap().clone();
+    let state = node.head().clone();
+
+    // A restarted node restores the persisted head and chain and continues from it.
+    let mut restarted = community(&m, 3);
+    restarted
+        .restore(1, state.clone(), vec![record.clone()])
+        .unwrap();
+    assert_eq!(restarted.head_round(), 1);
+    assert_eq!(restarted.chain().collect::<Vec<_>>(), vec![&record]);
+    assert!(matches!(
+        restarted.start_round(1, start(1)),
+        Err(Error::RoundStart { .. })
+    ));
+    restarted.start_round(2, start(2)).unwrap();
+    assert_eq!(restarted.round().unwrap().parent(), record.version);
+
+    let mut wrong = state;
+    wrong.optimizer = crate::OptimizerState::Momentum { m: vec![0.0; 3] };
+    assert!(matches!(
+        community(&m, 3).restore(1, wrong, vec![]),
+        Err(Error::Shape { .. })
+    ));
+}
