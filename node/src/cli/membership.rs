@@ -269,7 +269,7 @@ pub struct InviteArgs {
     /// Days until the certificate expires.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub days: u64,
-    /// Addresses (multiaddr with /p2p/<peer id>) the member dials first; repeatable.
+    /// Addresses (multiaddr with `/p2p/<peer id>`) the member dials first; repeatable.
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
     /// Where the store lives.
