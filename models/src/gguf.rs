@@ -29,6 +29,7 @@ mod llama;
 mod reader;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub(crate) mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

@@ -1,5 +1,5 @@
 //! The base model and its adapters: a Llama transformer in Burn, LoRA, GGUF and safetensors loading,
-//! the tokenizer and generation.
+//! the tokenizer and generation, and [`tiny`]: synthetic GGUF models for tests and simulations.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -15,6 +15,7 @@ mod lora;
 pub mod peft;
 mod prng;
 pub mod safetensors_hf;
+pub mod tiny;
 mod tokenizer;
 pub mod weights;
 
