@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hearth_protocol::{
     Authority, Certificate, DeltaSubmission, Hash32, Kind, Manifest, MemberId, Message, Payload,
-    PrivacyMode, ReplayWindow, RevocationList, Signed, decode_untrusted,
+    PrivacyMode, ReplayWindow, RevocationList, Role, Signed, decode_untrusted,
 };
 
 use crate::adapter::State;
@@ -13,7 +13,7 @@ use crate::clock::{Phase, PhaseClock};
 use crate::cohort::round_seed;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::hooks::{GroupSum, Probe, RoundInfo, SecureAggregator};
+use crate::hooks::{Calibration, GroupSum, Probe, RoundInfo, SecureAggregator};
 use crate::reject::{Counters, Reason, Rejection};
 use crate::round::{Accepted, FailReason, Outcome, Output, Round};
 use crate::verify::check_delta;
@@ -215,6 +215,15 @@ impl Community {
         let start =
             PhaseClock::scheduled_start(schedule, self.manifest.created, round).unwrap_or(now);
         let parent = self.head.version();
+        let members = self
+            .members
+            .keys()
+            .filter(|m| {
+                self.certificate_at(m, start, Role::Contributor, true)
+                    .is_ok()
+            })
+            .copied()
+            .collect();
         let info = RoundInfo {
             community: self.id,
             round,
@@ -224,6 +233,7 @@ impl Community {
             elements: self.head.adapter.len(),
             manifest: self.manifest.clone(),
             min_group_size: self.config.min_group_size,
+            members,
         };
         let mut out = Vec::new();
         if let Some(engine) = self.secagg.as_mut() {
@@ -299,16 +309,45 @@ impl Community {
             let (Some(engine), Some(open)) = (self.secagg.as_mut(), self.round.as_ref()) else {
                 return Err(Rejection::new(Some(me), Reason::WrongKind, "no round"));
             };
+            if let Some(cal) = engine.calibration(&open.info, &me) {
+                check_calibration(&cal, me, &delta)?;
+            }
             engine
                 .submit_own(&open.info, &values, delta.scale)
                 .map_err(|why| Rejection::new(Some(me), Reason::SecureAggregation, why))?;
-            return Ok(Vec::new());
+            let phase = open.info.clock.phase_at(now);
+            return Ok(engine
+                .tick(&open.info, phase, now)
+                .into_iter()
+                .map(|payload| Output::Publish { round, payload })
+                .collect());
         }
         self.accept_delta(me, &delta, false)?;
         Ok(vec![Output::Publish {
             round,
             payload: Payload::Delta(delta),
         }])
+    }
+
+    /// How `me` must quantize and noise its delta in the open secure round (its group, the
+    /// group's scale and noise share): release the delta with [`Calibration::noise`] and hand it
+    /// to [`Community::submit_own`] in the submit phase. `None` outside secure rounds, or when
+    /// `me` is not in the cohort or in no group.
+    pub fn calibration(&self, me: &MemberId) -> Option<Calibration> {
+        let (engine, open) = (self.secagg.as_ref()?, self.round.as_ref()?);
+        if !self.secure() || open.outcome.is_some() {
+            return None;
+        }
+        engine.calibration(&open.info, me)
+    }
+
+    /// Secure-aggregation groups left out of the last closed secure round, with why (for the
+    /// log; the round used the others).
+    pub fn excluded_groups(&self) -> Vec<String> {
+        self.secagg
+            .as_ref()
+            .map(|e| e.excluded())
+            .unwrap_or_default()
     }
 
     /// Advances the open round to `now`: phase changes, the engine's messages, closing the round
@@ -465,6 +504,35 @@ fn usable_groups(info: &RoundInfo, groups: Vec<GroupSum>) -> Result<Vec<GroupSum
         .collect())
 }
 
+/// Relative tolerance when comparing an own delta's noise std with its group's share std.
+const SHARE_TOLERANCE: f64 = 1e-9;
+
+/// Checks an own delta against its group's calibration: the group's scale exactly, and a noise
+/// std equal to the group's share std.
+fn check_calibration(
+    cal: &Calibration,
+    me: MemberId,
+    delta: &DeltaSubmission,
+) -> Result<(), Rejection> {
+    let share = cal.share_std();
+    if delta.scale.to_bits() != cal.scale().to_bits()
+        || (delta.dp.noise_std - share).abs() > SHARE_TOLERANCE * share
+    {
+        return Err(Rejection::new(
+            Some(me),
+            Reason::DpMismatch,
+            format!(
+                "scale {} and noise std {}; the group of {} uses scale {} and share std {share}",
+                delta.scale,
+                delta.dp.noise_std,
+                cal.group.len(),
+                cal.scale()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn fail_reason(e: Error) -> FailReason {
     match e {
         Error::TooFew { found, needed } => FailReason::TooFew { found, needed },
@@ -509,6 +577,10 @@ mod admission;
 #[cfg(test)]
 mod properties;
 mod reconcile;
+#[cfg(test)]
+mod secure_net;
+#[cfg(test)]
+mod secure_rounds;
 #[cfg(test)]
 mod secure_tests;
 #[cfg(test)]

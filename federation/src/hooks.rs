@@ -26,8 +26,10 @@
 use std::fmt;
 
 use hearth_protocol::{Hash32, Hasher, Manifest, MemberId, Message, Payload};
+use hearth_training::DistributedGaussian;
 
 use crate::clock::{Phase, PhaseClock};
+use crate::reject::Rejection;
 use crate::verify::TAIL_U;
 
 /// Domain of [`GroupSum::hash`].
@@ -52,12 +54,65 @@ pub struct RoundInfo {
     pub manifest: Manifest,
     /// Smallest group ([`Config::min_group_size`](crate::Config)).
     pub min_group_size: usize,
+    /// Members holding a contributor certificate valid at the round's start and not revoked,
+    /// sorted: the population the cohort is drawn from. Secure aggregation fixes its groups from
+    /// it at the start, so every node must know the same certificates by then.
+    pub members: Vec<MemberId>,
 }
 
 impl RoundInfo {
     /// Whether `member` is in this round's cohort.
     pub fn in_cohort(&self, member: &MemberId) -> bool {
         crate::cohort::in_cohort(&self.seed, member, self.manifest.schedule.sampling_rate)
+    }
+
+    /// The cohort: the certified [`members`](Self::members) drawn into this round, sorted.
+    pub fn cohort(&self) -> Vec<MemberId> {
+        self.members
+            .iter()
+            .filter(|m| self.in_cohort(m))
+            .copied()
+            .collect()
+    }
+
+    /// The secure-aggregation groups of this round: the cohort dealt by
+    /// [`groups`](crate::groups) into groups of at least [`min_group_size`](Self::min_group_size).
+    pub fn groups(&self) -> Vec<Vec<MemberId>> {
+        crate::cohort::groups(&self.seed, &self.cohort(), self.min_group_size)
+    }
+}
+
+/// How a member of a secure-aggregation group quantizes and noises its delta in a round.
+///
+/// Every member of a group uses the same scale, and noise shares sized for the *group*: a group
+/// of `k` members of whom up to `t` may drop out (or collude) adds shares of std
+/// `σ·C/√(k − t)`, so any `≥ k − t` shares in the unmasked sum carry the full `σ·C`
+/// (docs/PRIVACY.md, "Group calibration").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// The member's group, sorted.
+    pub group: Vec<MemberId>,
+    /// The mechanism to release the delta with: the training crate's distributed discrete
+    /// Gaussian for a cohort of `(k, t)`, at the group's scale.
+    pub noise: DistributedGaussian,
+}
+
+impl Calibration {
+    /// The group's quantization scale (real units per step), a power of two.
+    pub fn scale(&self) -> f32 {
+        self.noise.scale()
+    }
+
+    /// Members that may drop out with the sum still recovered and noised, `t`.
+    pub fn tolerated(&self) -> usize {
+        self.noise.cohort().tolerated as usize
+    }
+
+    /// Std of one member's noise share in real units, `σ·C/√(k − t)`: the `noise_std` its delta
+    /// declares, and the [`GroupSum::noise_std`] of the group.
+    pub fn share_std(&self) -> f64 {
+        let p = self.noise.params();
+        p.noise_multiplier * p.clip_norm / f64::from(self.noise.cohort().guaranteed()).sqrt()
     }
 }
 
@@ -118,14 +173,36 @@ pub trait SecureAggregator: fmt::Debug + Send {
     fn submit_own(&mut self, info: &RoundInfo, values: &[i32], scale: f32) -> Result<(), String>;
 
     /// A checked message of kind keys, shares, masked input, survivors or unmasking shares.
-    /// An `Err` is counted as a secure-aggregation rejection of the sender.
-    fn on_message(&mut self, info: &RoundInfo, message: &Message, now: u64) -> Result<(), String>;
+    /// A [`Rejection`] is handed back to the caller as is (its own reason: duplicate,
+    /// equivocation, wrong shape, or `secure_aggregation` for the rest).
+    fn on_message(
+        &mut self,
+        info: &RoundInfo,
+        message: &Message,
+        now: u64,
+    ) -> Result<(), Rejection>;
 
-    /// Called on every tick with the current phase. Returns payloads to publish.
+    /// Called on every tick with the current phase (and right after
+    /// [`submit_own`](Self::submit_own)). Returns payloads to publish.
     fn tick(&mut self, info: &RoundInfo, phase: Phase, now: u64) -> Vec<Payload>;
 
-    /// After the unmask deadline: the unmasked sum of every group that completed.
+    /// After the unmask deadline: the unmasked sum of every group that completed. An `Err`
+    /// (no group completed) fails the round with that reason.
     fn finish(&mut self, info: &RoundInfo) -> Result<Vec<GroupSum>, String>;
+
+    /// How `member` must quantize and noise its delta this round, if it takes part (`None`:
+    /// not in the cohort, in no group, or no calibration is imposed). The round checks the own
+    /// delta against it before [`submit_own`](Self::submit_own).
+    fn calibration(&self, info: &RoundInfo, member: &MemberId) -> Option<Calibration> {
+        let _ = (info, member);
+        None
+    }
+
+    /// Groups left out of the last [`finish`](Self::finish), one line each saying why (empty by
+    /// default).
+    fn excluded(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A check of a candidate version before it is applied (e.g. loss on a community probe set).

@@ -72,7 +72,7 @@ pub use crate::{
     community::Community,
     config::{Config, Weighting},
     error::{Error, Result},
-    hooks::{GROUP_SUM_DOMAIN, GroupSum, Probe, RoundInfo, SecureAggregator},
+    hooks::{Calibration, GROUP_SUM_DOMAIN, GroupSum, Probe, RoundInfo, SecureAggregator},
     optimizer::step,
     reject::{Counters, Reason, Rejection},
     round::{Accepted, FailReason, Outcome, Output, Round},

@@ -74,6 +74,7 @@
 
 mod cohort;
 mod crypto;
+mod engine;
 mod error;
 mod graph;
 mod member;
@@ -85,6 +86,7 @@ mod unmask;
 
 pub use self::{
     cohort::Cohort,
+    engine::{Engine, GROUP_SEED_DOMAIN, MEMBER_SEED_LABEL, calibrate, group_seed, member_seed},
     error::Error,
     member::Member,
     params::{Config, Fraction, MAX_COHORT, MIN_COHORT, Params},

@@ -85,9 +85,6 @@ impl Community {
                         engine
                             .on_message(&round.info, message, now)
                             .map(|()| Accepted::SecureAggregation { sender })
-                            .map_err(|why| {
-                                Rejection::new(Some(sender), Reason::SecureAggregation, why)
-                            })
                     }
                 }
             }

@@ -32,8 +32,12 @@ impl SecureAggregator for PlainSums {
         Ok(())
     }
 
-    fn on_message(&mut self, _info: &RoundInfo, _m: &Message, _now: u64) -> Result<(), String> {
-        Err("plain sums take no messages".into())
+    fn on_message(&mut self, _info: &RoundInfo, m: &Message, _now: u64) -> Result<(), Rejection> {
+        Err(Rejection::new(
+            Some(m.header.sender),
+            Reason::SecureAggregation,
+            "plain sums take no messages",
+        ))
     }
 
     fn tick(&mut self, _info: &RoundInfo, phase: Phase, _now: u64) -> Vec<Payload> {

@@ -123,6 +123,14 @@ pub enum Error {
         /// Whose.
         member: MemberId,
     },
+    /// The noise of a group cannot be calibrated (the training crate refused the parameters).
+    #[error("cannot calibrate the noise of a group of {size}: {reason}")]
+    Calibration {
+        /// Group size.
+        size: usize,
+        /// The training crate's reason.
+        reason: String,
+    },
     /// A masked input's length differs from the round's.
     #[error("masked input of {member} has {found} values, expected {expected}")]
     LengthMismatch {
