@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use hearth_models::{GgufWeights, HfCheckpoint, Llama, LlamaConfig, Tokenizer, WeightSource, peft};
+use hearth_protocol::Hash32;
 
 /// The default base model's file name, as `scripts/fetch-assets.sh` writes it.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -56,12 +57,11 @@ pub fn resolve_model_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Loads a model from a `.gguf` file or a Hugging Face folder (`config.json`, `*.safetensors`,
-/// `tokenizer.json`), attaches the PEFT adapters in `adapters` in order, and merges them.
-pub fn load(path: &Path, adapters: &[PathBuf], context: usize) -> anyhow::Result<LoadedModel> {
+/// Opens a `.gguf` file or a Hugging Face folder (`config.json`, `*.safetensors`,
+/// `tokenizer.json`): its weights and tokenizer.
+pub fn open_source(path: &Path) -> anyhow::Result<(Box<dyn WeightSource>, Tokenizer)> {
     use anyhow::Context as _;
-    let device = Device::flex();
-    let (source, tokenizer): (Box<dyn WeightSource>, Tokenizer) = if path.is_dir() {
+    Ok(if path.is_dir() {
         let checkpoint =
             HfCheckpoint::open(path).with_context(|| format!("loading {}", path.display()))?;
         let tokenizer = Tokenizer::from_file(path.join("tokenizer.json"))
@@ -73,13 +73,36 @@ pub fn load(path: &Path, adapters: &[PathBuf], context: usize) -> anyhow::Result
         let tokenizer =
             Tokenizer::from_gguf(weights.gguf()).context("building the tokenizer from the gguf")?;
         (Box::new(weights), tokenizer)
-    };
+    })
+}
+
+/// Loads the base model at `path` on `device` with a context of at most `context` tokens, and
+/// returns it with its tokenizer and its id (the SHA-256 of the weights, as manifests pin it).
+pub fn load_base(
+    path: &Path,
+    context: usize,
+    device: &Device,
+) -> anyhow::Result<(Llama, Tokenizer, Hash32)> {
+    use anyhow::Context as _;
+    let (source, tokenizer) = open_source(path)?;
     let file_config = LlamaConfig::from_hparams(source.hparams())?;
     let config = file_config
         .clone()
         .with_max_seq_len(context.min(file_config.max_seq_len));
-    let mut model = Llama::load_with(source.as_ref(), &config, &device)?;
-    drop(source);
+    let model = Llama::load_with(source.as_ref(), &config, device)?;
+    let id: Hash32 = source
+        .model_id()?
+        .parse()
+        .context("the model id is not a sha256")?;
+    Ok((model, tokenizer, id))
+}
+
+/// Loads a model from a `.gguf` file or a Hugging Face folder, attaches the PEFT adapters in
+/// `adapters` in order, and merges them.
+pub fn load(path: &Path, adapters: &[PathBuf], context: usize) -> anyhow::Result<LoadedModel> {
+    use anyhow::Context as _;
+    let (mut model, tokenizer, _) = load_base(path, context, &Device::flex())?;
+    let config = model.config().clone();
     for dir in adapters {
         let weights = peft::load(dir, &config)
             .with_context(|| format!("loading adapter {}", dir.display()))?;

@@ -148,6 +148,8 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
         }
         targets.push(target);
     }
+    // Canonical order (q,k,v,o,gate,up,down): the wire order of the adapter's tensors.
+    targets.sort();
     let mut seed = [0u8; 8];
     crate::secrets::random_fill(&mut seed)?;
     let now = unix_now();

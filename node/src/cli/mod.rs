@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod generate;
+pub mod local;
 pub mod membership;
+pub mod node;
 mod perplexity;
 
 /// Hearth: improve a shared open language model together while everyone's data stays home.
@@ -41,6 +43,26 @@ pub enum Command {
     Join(membership::JoinArgs),
     /// Show this node's member id and community.
     Whoami(HomeArgs),
+    /// Add a folder of private documents (.txt, .md, .jsonl chats) to the store, sealed.
+    ///
+    /// Example: hearth ingest ~/notes
+    Ingest(node::FolderArgs),
+    /// Remove every document an earlier `hearth ingest` of a folder stored.
+    ///
+    /// Example: hearth forget ~/notes
+    Forget(node::FolderArgs),
+    /// Run the peer daemon: follow the community, train and contribute each round.
+    ///
+    /// Example: hearth node --listen /ip4/0.0.0.0/tcp/4011 --threads 2
+    Node(node::NodeArgs),
+    /// Train the personal adapter (never shared) over the community adapter.
+    ///
+    /// Example: hearth train --secs 600
+    Train(local::TrainArgs),
+    /// Held-out loss of the base, community and personal models on your own documents.
+    ///
+    /// Example: hearth eval --max-tokens 4096
+    Eval(local::EvalArgs),
     /// Measure the model's perplexity on a text file (held-out loss).
     ///
     /// Example: hearth perplexity --file notes.txt --adapter my-adapter/
@@ -109,5 +131,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(args) => membership::invite(args),
         Command::Join(args) => membership::join(args),
         Command::Whoami(args) => membership::whoami(args),
+        Command::Ingest(args) => node::ingest(args),
+        Command::Forget(args) => node::forget(args),
+        Command::Node(args) => node::run(args),
+        Command::Train(args) => local::train(args),
+        Command::Eval(args) => local::eval(args),
     }
 }

@@ -1,0 +1,411 @@
+//! What the daemon keeps in the store: the community head and its version records, the signed
+//! deltas behind each version (served to peers that catch up), member certificates and the
+//! privacy ledger.
+//!
+//! | column family | key | value |
+//! | --- | --- | --- |
+//! | `adapters` | `community/head` | [`StoredState`] of the head |
+//! | `rounds` | `record/<round u64be>` | [`WireRecord`] of the version the round produced |
+//! | `deltas` | `<round u64be><content hash>` | the delta's signed envelope, as received |
+//! | `peers` | `cert/<member id>` | a verified member certificate |
+//! | `ledger` | `ledger` | the privacy ledger's records |
+//!
+//! A new head is written in one batch with its record (and the ledger goes in its own synced
+//! write before any release is published), so a crash leaves either the old head or the new one.
+
+use hearth_federation::{Adapter, OptimizerState, State, VersionRecord};
+use hearth_protocol::{Certificate, Hash32, LoraShape, Signed};
+use hearth_training::{Budget, Ledger, Record};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::store::{Cf, Store};
+
+const KEY_HEAD: &[u8] = b"community/head";
+const KEY_LEDGER: &[u8] = b"ledger";
+const RECORD_PREFIX: &[u8] = b"record/";
+const CERT_PREFIX: &[u8] = b"cert/";
+
+/// A version record as stored and as sent over `/hearth/sync/1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRecord {
+    /// Round that produced the version.
+    pub round: u64,
+    /// Version it started from.
+    pub parent: Hash32,
+    /// The version.
+    pub version: Hash32,
+    /// Content hashes of its inputs, sorted.
+    pub inputs: Vec<Hash32>,
+    /// Hash of the optimizer state after the round.
+    pub optimizer: Hash32,
+}
+
+impl From<&VersionRecord> for WireRecord {
+    fn from(r: &VersionRecord) -> Self {
+        WireRecord {
+            round: r.round,
+            parent: r.parent,
+            version: r.version,
+            inputs: r.inputs.clone(),
+            optimizer: r.optimizer,
+        }
+    }
+}
+
+impl From<WireRecord> for VersionRecord {
+    fn from(r: WireRecord) -> Self {
+        VersionRecord {
+            round: r.round,
+            parent: r.parent,
+            version: r.version,
+            inputs: r.inputs,
+            optimizer: r.optimizer,
+        }
+    }
+}
+
+/// The community state as stored: adapter and optimizer moments as little-endian `f32` bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredState {
+    /// Round that produced it (0: genesis).
+    pub round: u64,
+    /// Adapter values, wire order.
+    pub adapter: ByteBuf,
+    /// `none`, `momentum` or `adam`.
+    pub optimizer: String,
+    /// First moment (empty for `none`).
+    pub m: ByteBuf,
+    /// Second moment (`adam` only).
+    pub v: ByteBuf,
+}
+
+fn f32s_to_bytes(values: &[f32]) -> ByteBuf {
+    ByteBuf::from(
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn bytes_to_f32s(bytes: &[u8]) -> anyhow::Result<Vec<f32>> {
+    anyhow::ensure!(
+        bytes.len().is_multiple_of(4),
+        "a stored vector is {} bytes, not a multiple of 4",
+        bytes.len()
+    );
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+impl StoredState {
+    /// Encodes `state`.
+    pub fn new(round: u64, state: &State) -> Self {
+        let (optimizer, m, v) = match &state.optimizer {
+            OptimizerState::None => ("none", &[][..], &[][..]),
+            OptimizerState::Momentum { m } => ("momentum", m.as_slice(), &[][..]),
+            OptimizerState::Adam { m, v } => ("adam", m.as_slice(), v.as_slice()),
+        };
+        StoredState {
+            round,
+            adapter: f32s_to_bytes(&state.adapter.to_flat()),
+            optimizer: optimizer.into(),
+            m: f32s_to_bytes(m),
+            v: f32s_to_bytes(v),
+        }
+    }
+
+    /// Decodes and checks against the manifest's shape.
+    pub fn decode(&self, shape: &LoraShape) -> anyhow::Result<State> {
+        let adapter = Adapter::from_flat(shape, &bytes_to_f32s(&self.adapter)?)?;
+        let optimizer = match self.optimizer.as_str() {
+            "none" => OptimizerState::None,
+            "momentum" => OptimizerState::Momentum {
+                m: bytes_to_f32s(&self.m)?,
+            },
+            "adam" => OptimizerState::Adam {
+                m: bytes_to_f32s(&self.m)?,
+                v: bytes_to_f32s(&self.v)?,
+            },
+            other => anyhow::bail!("unknown optimizer state {other:?} in the store"),
+        };
+        let state = State { adapter, optimizer };
+        state.check(shape)?;
+        Ok(state)
+    }
+}
+
+fn record_key(round: u64) -> Vec<u8> {
+    [RECORD_PREFIX, &round.to_be_bytes()].concat()
+}
+
+fn delta_key(round: u64, hash: &Hash32) -> Vec<u8> {
+    [&round.to_be_bytes()[..], hash.as_bytes()].concat()
+}
+
+fn cbor<T: Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_cbor::to_vec(value)?)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> anyhow::Result<T> {
+    serde_cbor::from_slice(bytes).map_err(|e| anyhow::anyhow!("corrupt {what} in the store: {e}"))
+}
+
+/// The head: round, state, and the most recent records (oldest first, up to `keep`).
+pub fn load_head(
+    store: &Store,
+    shape: &LoraShape,
+    keep: usize,
+) -> anyhow::Result<Option<(u64, State, Vec<VersionRecord>)>> {
+    let Some(bytes) = store.get(Cf::Adapters, KEY_HEAD)? else {
+        return Ok(None);
+    };
+    let stored: StoredState = decode("community head", &bytes)?;
+    let state = stored.decode(shape)?;
+    let mut records: Vec<VersionRecord> = store
+        .scan_prefix(Cf::Rounds, RECORD_PREFIX)?
+        .into_iter()
+        .map(|(_, v)| decode::<WireRecord>("version record", &v).map(Into::into))
+        .collect::<anyhow::Result<_>>()?;
+    records.retain(|r| r.round <= stored.round);
+    if let Some(last) = records.last() {
+        anyhow::ensure!(
+            last.round == stored.round && last.version == state.version(),
+            "the store's community head (round {}) does not match its last version record (round {})",
+            stored.round,
+            last.round
+        );
+    }
+    let skip = records.len().saturating_sub(keep);
+    Ok(Some((stored.round, state, records.split_off(skip))))
+}
+
+/// Writes a new head with its record, in one batch.
+pub fn commit_version(store: &Store, record: &VersionRecord, state: &State) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        state.version() == record.version,
+        "refusing to store a state that is not the record's version"
+    );
+    let mut batch = store.batch();
+    batch.put(
+        Cf::Rounds,
+        &record_key(record.round),
+        &cbor(&WireRecord::from(record))?,
+    );
+    batch.put(
+        Cf::Adapters,
+        KEY_HEAD,
+        &cbor(&StoredState::new(record.round, state))?,
+    );
+    store.write(batch)?;
+    Ok(())
+}
+
+/// The record of the version `round` produced, if this node has it.
+pub fn record(store: &Store, round: u64) -> anyhow::Result<Option<WireRecord>> {
+    store
+        .get(Cf::Rounds, &record_key(round))?
+        .map(|b| decode("version record", &b))
+        .transpose()
+}
+
+/// Keeps a delta's signed envelope.
+pub fn put_delta(store: &Store, round: u64, hash: &Hash32, envelope: &[u8]) -> anyhow::Result<()> {
+    store.put(Cf::Deltas, &delta_key(round, hash), envelope)?;
+    Ok(())
+}
+
+/// A delta's signed envelope, if kept.
+pub fn delta(store: &Store, round: u64, hash: &Hash32) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(store.get(Cf::Deltas, &delta_key(round, hash))?)
+}
+
+/// Drops kept deltas of rounds before `before`.
+pub fn prune_deltas(store: &Store, before: u64) -> anyhow::Result<usize> {
+    let old: Vec<Vec<u8>> = store
+        .scan_prefix(Cf::Deltas, &[])?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            k.len() >= 8 && u64::from_be_bytes(k[..8].try_into().unwrap_or([0xff; 8])) < before
+        })
+        .collect();
+    let n = old.len();
+    if n > 0 {
+        let mut batch = store.batch();
+        for k in &old {
+            batch.delete(Cf::Deltas, k);
+        }
+        store.write(batch)?;
+    }
+    Ok(n)
+}
+
+/// Remembers a verified certificate.
+pub fn put_certificate(store: &Store, cert: &Signed<Certificate>) -> anyhow::Result<()> {
+    let key = [CERT_PREFIX, cert.body.member.as_bytes()].concat();
+    store.put(Cf::Peers, &key, &cbor(cert)?)?;
+    Ok(())
+}
+
+/// Every certificate remembered (to be verified again by the caller).
+pub fn certificates(store: &Store) -> anyhow::Result<Vec<Signed<Certificate>>> {
+    store
+        .scan_prefix(Cf::Peers, CERT_PREFIX)?
+        .into_iter()
+        .map(|(_, v)| decode("certificate", &v))
+        .collect()
+}
+
+/// The privacy ledger (a new one on first use).
+pub fn load_ledger(store: &Store, budget: Budget) -> anyhow::Result<Ledger> {
+    match store.get(Cf::Ledger, KEY_LEDGER)? {
+        None => Ok(Ledger::new(budget)?),
+        Some(bytes) => {
+            let records: Vec<Record> = decode("privacy ledger", &bytes)?;
+            Ok(Ledger::restore(budget, records)?)
+        }
+    }
+}
+
+/// Persists the ledger (synced) — before the release it records is published.
+pub fn save_ledger(store: &Store, ledger: &Ledger) -> anyhow::Result<()> {
+    store.put(Cf::Ledger, KEY_LEDGER, &cbor(&ledger.records().to_vec())?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_protocol::Target;
+
+    use super::*;
+    use crate::secrets::Unlock;
+
+    fn shape() -> LoraShape {
+        LoraShape {
+            rank: 2,
+            alpha: 4.0,
+            layers: 2,
+            targets: vec![Target {
+                module: "q_proj".into(),
+                in_dim: 8,
+                out_dim: 3,
+            }],
+            ffa_seed: 1,
+        }
+    }
+
+    fn unlock(dir: &tempfile::TempDir) -> Unlock {
+        let key = dir.path().join("key");
+        if !key.exists() {
+            std::fs::write(&key, [7u8; 32]).unwrap();
+        }
+        Unlock::KeyFile(key)
+    }
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        Store::create(&dir.path().join("s"), &unlock(dir)).unwrap()
+    }
+
+    #[test]
+    fn a_committed_version_is_the_head_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let shape = shape();
+        assert!(load_head(&s, &shape, 8).unwrap().is_none());
+        let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        let state = State {
+            adapter: Adapter::from_flat(&shape, &values).unwrap(),
+            optimizer: OptimizerState::Momentum { m: vec![0.25; 12] },
+        };
+        let record = VersionRecord {
+            round: 3,
+            parent: Hash32::ZERO,
+            version: state.version(),
+            inputs: vec![Hash32::digest(b"d")],
+            optimizer: state.optimizer_hash(),
+        };
+        commit_version(&s, &record, &state).unwrap();
+        drop(s);
+        let s = Store::open(&dir.path().join("s"), &unlock(&dir)).unwrap();
+        let (round, back, records) = load_head(&s, &shape, 8).unwrap().unwrap();
+        assert_eq!((round, &back, records), (3, &state, vec![record.clone()]));
+        assert_eq!(record_of(&s, 3), Some(WireRecord::from(&record)));
+        assert_eq!(record_of(&s, 2), None);
+    }
+
+    fn record_of(s: &Store, round: u64) -> Option<WireRecord> {
+        record(s, round).unwrap()
+    }
+
+    #[test]
+    fn a_state_that_is_not_the_record_is_refused_and_bad_bytes_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let shape = shape();
+        let state = State::genesis(Adapter::zeros(&shape));
+        let record = VersionRecord {
+            round: 1,
+            parent: Hash32::ZERO,
+            version: Hash32::digest(b"other"),
+            inputs: vec![],
+            optimizer: state.optimizer_hash(),
+        };
+        assert!(commit_version(&s, &record, &state).is_err());
+        s.put(Cf::Adapters, KEY_HEAD, b"\xff\x00").unwrap();
+        assert!(
+            load_head(&s, &shape, 8)
+                .unwrap_err()
+                .to_string()
+                .contains("corrupt community head")
+        );
+        let mut stored = StoredState::new(1, &state);
+        stored.adapter = ByteBuf::from(vec![0u8; 5]);
+        assert!(stored.decode(&shape).is_err());
+        stored.adapter = ByteBuf::from(vec![0u8; 8]);
+        assert!(stored.decode(&shape).is_err()); // 2 values, the shape has 12
+    }
+
+    #[test]
+    fn deltas_are_kept_by_round_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let (a, b) = (Hash32::digest(b"a"), Hash32::digest(b"b"));
+        put_delta(&s, 1, &a, b"one").unwrap();
+        put_delta(&s, 2, &b, b"two").unwrap();
+        assert_eq!(delta(&s, 1, &a).unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(delta(&s, 2, &a).unwrap(), None);
+        assert_eq!(prune_deltas(&s, 2).unwrap(), 1);
+        assert_eq!(delta(&s, 1, &a).unwrap(), None);
+        assert!(delta(&s, 2, &b).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_ledger_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let budget = Budget::default();
+        let mut ledger = load_ledger(&s, budget).unwrap();
+        assert_eq!(ledger.spent(), 0.0);
+        let noise = hearth_training::Noise::Local(
+            hearth_training::Gaussian::new(
+                16,
+                hearth_training::NoiseParams::new(1.0, 2.0).unwrap(),
+            )
+            .unwrap(),
+        );
+        ledger.charge(1, noise.mechanism(), 1.0).unwrap();
+        save_ledger(&s, &ledger).unwrap();
+        let back = load_ledger(&s, budget).unwrap();
+        assert_eq!(back.records(), ledger.records());
+        let rho = noise.rho().unwrap();
+        assert!(
+            (0.125..0.13).contains(&rho),
+            "ρ = 1/(2σ²) up to OpenDP's rounding: {rho}"
+        );
+        assert!((back.spent() - rho).abs() < 1e-12);
+    }
+}
