@@ -138,12 +138,30 @@ impl Net {
     }
 
     pub fn with_secrets(m: &Manifest, n: u32, secret: impl Fn(u32) -> [u8; 32]) -> Net {
+        Net::build(m, n, None, secret)
+    }
+
+    /// `n` nodes whose federation settings have another smallest group.
+    pub fn with_min_group(m: &Manifest, n: u32, min_group_size: usize) -> Net {
+        Net::build(m, n, Some(min_group_size), secret)
+    }
+
+    fn build(
+        m: &Manifest,
+        n: u32,
+        min_group_size: Option<usize>,
+        secret: impl Fn(u32) -> [u8; 32],
+    ) -> Net {
         let nodes = (1..=n)
             .map(|i| {
                 let engine = Engine::new(member(i).member_id(), secret(i));
+                let mut c = community(m, n);
+                if let Some(min) = min_group_size {
+                    c.config.min_group_size = min;
+                }
                 Node {
                     key: member(i),
-                    community: community(m, n).with_secure_aggregation(Box::new(engine)),
+                    community: c.with_secure_aggregation(Box::new(engine)),
                     outputs: Vec::new(),
                 }
             })
@@ -238,13 +256,23 @@ impl Net {
     /// Every node up and in a group (except `skip`) submits its own delta at `now`; returns
     /// the deltas by node.
     pub fn submit(&mut self, now: u64, skip: &[usize]) -> Vec<(usize, DeltaSubmission)> {
+        self.submit_with(now, skip, |net, i| net.own_delta(i, 1_000 + i as u64).0)
+    }
+
+    /// [`Net::submit`] with the deltas made by `make(net, node)`.
+    pub fn submit_with(
+        &mut self,
+        now: u64,
+        skip: &[usize],
+        mut make: impl FnMut(&Net, usize) -> DeltaSubmission,
+    ) -> Vec<(usize, DeltaSubmission)> {
         let mut deltas = Vec::new();
         for i in self.awake() {
             let node = &self.nodes[i];
             if skip.contains(&i) || node.community.calibration(&node.id()).is_none() {
                 continue;
             }
-            let (delta, _) = self.own_delta(i, 1_000 + i as u64);
+            let delta = make(self, i);
             let me = self.nodes[i].id();
             let out = self.nodes[i]
                 .community

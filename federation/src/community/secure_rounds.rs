@@ -396,3 +396,68 @@ fn members_outside_the_cohort_observe_and_agree() {
     assert_eq!(outside, 30 - cohort.len());
     assert!(net.rejections.is_empty(), "{:?}", net.rejections);
 }
+
+/// The node's real release path: each member clips its update and releases it through the
+/// training crate with its group's calibration (OpenDP's discrete Gaussian share, the ledger
+/// charged); the round's version is the plain mean of the released deltas.
+#[test]
+fn deltas_released_with_the_calibration_aggregate_exactly() {
+    use hearth_training::{Budget, Ledger, Noise, Noised, release};
+    let m = secure_manifest(Rule::Mean);
+    let mut net = Net::new(&m, 9);
+    net.start(Net::at(0));
+    net.tick(Net::at(75));
+    net.tick(Net::at(150));
+    let d = m.lora.elements() as usize;
+    let deltas = net.submit_with(Net::at(151), &[], |net, i| {
+        let node = &net.nodes[i];
+        let cal = node.community.calibration(&node.id()).unwrap();
+        let mut update: Vec<f32> = (0..d).map(|j| ((i + j) % 5) as f32 * 0.3).collect();
+        let mut ledger = Ledger::new(Budget::default()).unwrap();
+        let out = release(
+            &mut ledger,
+            1,
+            &Noise::Distributed(cal.noise.clone()),
+            1.0,
+            &mut update,
+        )
+        .unwrap();
+        let Noised::Distributed(q) = out.noised else {
+            panic!("not distributed");
+        };
+        assert_eq!(q.scale, cal.scale());
+        let parent = node.community.round().unwrap().parent();
+        super::secure_net::submission(&net.m, 1, parent, &cal, &q.values)
+    });
+    net.tick(Net::at(300));
+    net.tick(Net::at(301));
+    net.tick(Net::at(420));
+    net.agreed();
+    let all: Vec<&DeltaSubmission> = deltas.iter().map(|(_, d)| d).collect();
+    assert_eq!(all.len(), 9);
+    assert_mean(&net, &all);
+}
+
+/// Three members (the smallest secure-aggregation cohort) can run a round when the settings
+/// allow groups that small; two cannot, and the round fails saying so.
+#[test]
+fn the_smallest_group_at_and_below_the_limit() {
+    let m = secure_manifest(Rule::Mean);
+    let mut net = Net::with_min_group(&m, 3, 3);
+    let deltas = net.run(&[], |_| vec![]);
+    net.agreed();
+    let all: Vec<&DeltaSubmission> = deltas.iter().map(|(_, d)| d).collect();
+    assert_mean(&net, &all);
+
+    let mut net = Net::with_min_group(&m, 2, 2);
+    net.start(Net::at(0));
+    net.tick(Net::at(420));
+    for node in &net.nodes {
+        match node.failed() {
+            Some(FailReason::SecureAggregation(why)) => {
+                assert!(why.contains("cohort of 2 members"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -40,17 +40,18 @@ use crate::reject::{Reason, Rejection};
 use crate::secagg::{Aggregator, Cohort, Config, Error, Member};
 
 mod own;
+mod route;
+#[cfg(test)]
+mod tests;
 
 use self::own::{Own, Step};
+use self::route::{digest, reason, route};
 
 /// Domain of [`group_seed`].
 pub const GROUP_SEED_DOMAIN: &[u8] = b"hearth/secagg-group/v1\0";
 
 /// HKDF `info` label of [`member_seed`].
 pub const MEMBER_SEED_LABEL: &[u8] = b"hearth/secagg-member/v1";
-
-/// Domain of the digest that tells a repeated message from a different one (local only).
-const MESSAGE_DOMAIN: &[u8] = b"hearth/secagg-message/v1\0";
 
 /// The seed of one group's secure aggregation (graph, key derivation):
 /// `SHA-256(GROUP_SEED_DOMAIN ‖ round seed ‖ u64 k ‖ each member)`. Naming the members makes
@@ -399,114 +400,4 @@ impl SecureAggregator for Engine {
     fn excluded(&self) -> Vec<String> {
         self.excluded.clone()
     }
-}
-
-/// Hands a message to the group's aggregator and, if the node is in that group, its member.
-fn route(
-    aggregator: &mut Aggregator,
-    member: Option<&mut Member>,
-    sender: &MemberId,
-    payload: &Payload,
-    elements: usize,
-) -> Result<(), Error> {
-    match payload {
-        Payload::Keys(k) => {
-            aggregator.on_keys(sender, k)?;
-            member.map_or(Ok(()), |m| m.on_keys(sender, k))
-        }
-        Payload::Shares(s) => {
-            let cohort = aggregator.cohort();
-            let from = cohort.index(sender)?;
-            for share in &s.shares {
-                let to = cohort.index(&share.recipient).ok();
-                if to.is_none_or(|to| !cohort.graph().adjacent(from, to)) {
-                    return Err(Error::BadMessage {
-                        member: *sender,
-                        what: "encrypted shares",
-                        reason: format!("{} is not a neighbour in its group", share.recipient),
-                    });
-                }
-            }
-            member.map_or(Ok(()), |m| m.on_shares(sender, s))
-        }
-        Payload::Masked(y) => {
-            if y.values.len() != elements {
-                return Err(Error::LengthMismatch {
-                    member: *sender,
-                    found: y.values.len(),
-                    expected: elements,
-                });
-            }
-            aggregator.on_masked_input(sender, y.clone())?;
-            member.map_or(Ok(()), |m| m.on_masked_input(sender, y))
-        }
-        Payload::Survivors(s) => {
-            aggregator.on_survivor_set(sender, s)?;
-            member.map_or(Ok(()), |m| m.on_survivor_set(sender, s))
-        }
-        Payload::Unmasking(u) => aggregator.on_unmasking(sender, u),
-        _ => Err(Error::BadMessage {
-            member: *sender,
-            what: "message",
-            reason: "not a secure-aggregation message".into(),
-        }),
-    }
-}
-
-/// The rejection reason of a secure-aggregation error.
-fn reason(e: &Error) -> Reason {
-    match e {
-        Error::Equivocation { .. } => Reason::Equivocation,
-        Error::LengthMismatch { .. } => Reason::WrongShape,
-        Error::NotInCohort(_) => Reason::NotInCohort,
-        Error::WrongRound { .. } => Reason::RoundMismatch,
-        _ => Reason::SecureAggregation,
-    }
-}
-
-/// The kind and content digest of a secure-aggregation payload (`None` for other kinds).
-fn digest(payload: &Payload) -> Option<(Kind, Hash32)> {
-    let mut h = Hasher::new(MESSAGE_DOMAIN);
-    h.u32(payload.kind() as u32);
-    match payload {
-        Payload::Keys(k) => {
-            h.u64(k.round);
-            for key in [&k.cipher_key, &k.mask_key, &k.seed_commitment] {
-                h.bytes(&key.0);
-            }
-        }
-        Payload::Shares(s) => {
-            h.u64(s.round).u64(s.shares.len() as u64);
-            for share in &s.shares {
-                h.bytes(share.recipient.as_bytes()).bytes(&share.ciphertext);
-            }
-        }
-        Payload::Masked(y) => {
-            h.u64(y.round).u64(y.values.len() as u64);
-            for v in &y.values {
-                h.u32(*v);
-            }
-            h.u64(y.peers.len() as u64);
-            for p in &y.peers {
-                h.bytes(p.as_bytes());
-            }
-        }
-        Payload::Survivors(s) => {
-            h.u64(s.round).u64(s.survivors.len() as u64);
-            for m in &s.survivors {
-                h.bytes(m.as_bytes());
-            }
-        }
-        Payload::Unmasking(u) => {
-            h.u64(u.round);
-            for list in [&u.self_mask_shares, &u.key_shares] {
-                h.u64(list.len() as u64);
-                for s in list {
-                    h.bytes(s.member.as_bytes()).bytes(&s.share);
-                }
-            }
-        }
-        _ => return None,
-    }
-    Some((payload.kind(), h.finish()))
 }
