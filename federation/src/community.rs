@@ -92,7 +92,8 @@ impl Community {
         })
     }
 
-    /// Installs the secure-aggregation engine (needed in distributed privacy mode).
+    /// Installs the secure-aggregation engine (needed in distributed privacy mode; a node
+    /// installs [`secagg::Engine`](crate::secagg::Engine)).
     pub fn with_secure_aggregation(mut self, engine: Box<dyn SecureAggregator>) -> Self {
         self.secagg = Some(engine);
         self

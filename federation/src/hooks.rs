@@ -1,5 +1,7 @@
-//! Hooks for what this crate does not do itself: the secure-aggregation engine (the
-//! [`secagg`](crate::secagg) module) and the probe-set check of a candidate version.
+//! Hooks around the round: secure aggregation ([`SecureAggregator`], implemented by
+//! [`secagg::Engine`](crate::secagg::Engine); a node installs it with
+//! [`Community::with_secure_aggregation`](crate::Community::with_secure_aggregation)) and the
+//! probe-set check of a candidate version ([`Probe`]).
 //!
 //! # Layering robust aggregation over secure aggregation
 //!

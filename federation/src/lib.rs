@@ -20,8 +20,11 @@
 //!   [`next_from_deltas`] / [`next_from_groups`]: the deterministic next version, through
 //!   [`aggregate()`] (mean, trimmed mean, median, norm bounding) and [`step`] (FedAvgM, FedAdam).
 //! - [`norm_bound`], [`max_scale`]: the documented verification bounds of a delta.
-//! - [`SecureAggregator`] / [`GroupSum`] / [`Probe`]: hooks for secure aggregation (the
-//!   `secagg` module) and a probe-set check.
+//! - Secure rounds (`distributed` mode): install [`secagg::Engine`] with
+//!   [`Community::with_secure_aggregation`]; [`Community::calibration`] gives the node its
+//!   group's [`Calibration`] (scale and noise share to release its delta with) for
+//!   [`Community::submit_own`]. [`SecureAggregator`] / [`GroupSum`] / [`Probe`] are the hooks
+//!   (secure aggregation, probe-set check).
 //!
 //! Rules (round seed, cohort, phases, late messages, version chain, verification order) are
 //! specified in docs/PROTOCOL.md §14; the threat model is in docs/PRIVACY.md.

@@ -18,6 +18,9 @@
 //! - [`Cohort`]: the group's public data (members, [`Params`], graph) from round, seed and
 //!   [`Config`].
 //! - [`Member`]: one member's state machine; [`Aggregator`]: the sum from public messages.
+//! - [`Engine`]: both, wired into a round's phases for one node — the
+//!   [`SecureAggregator`](crate::SecureAggregator) a [`Community`](crate::Community) runs in
+//!   `distributed` mode (groups, [`group_seed`], [`member_seed`], [`calibrate`]).
 //!
 //! Pure state machine: the caller passes the seed of each member's randomness and calls each
 //! phase method at that phase's deadline; nothing here reads a clock or does IO.
