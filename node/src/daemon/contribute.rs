@@ -97,18 +97,42 @@ pub struct Contribution {
     pub tokens_per_sec: f64,
     /// Mean training loss of the last steps.
     pub final_loss: Option<f64>,
-    /// Whether clipping scaled the delta down (private: logged locally only).
-    pub clipped: bool,
+    /// The delta's L2 norm before clipping (private: logged locally only, at debug level).
+    pub norm: f64,
 }
 
-/// Runs a job: train, release, quantize.
-pub fn run(job: Job) -> anyhow::Result<Contribution> {
-    let manifest = &job.manifest;
-    anyhow::ensure!(
-        manifest.privacy.mode == PrivacyMode::Local,
-        "the daemon releases in local privacy mode only (distributed mode needs secure aggregation)"
-    );
-    let shape = &manifest.lora;
+/// A trained, not yet released delta. It holds the member's raw update: it stays in memory and
+/// only [`release_trained`] turns it into something that may leave.
+pub struct Trained {
+    /// The round it is meant for.
+    pub round: u64,
+    /// The version it was trained from.
+    pub base_version: Hash32,
+    /// `B_local − B_global`, wire order.
+    delta: Vec<f32>,
+    /// Training windows behind it.
+    pub sample_count: u32,
+    /// Steps trained.
+    pub steps: u64,
+    /// Training tokens per second.
+    pub tokens_per_sec: f64,
+    /// Mean training loss of the last steps.
+    pub final_loss: Option<f64>,
+}
+
+impl std::fmt::Debug for Trained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trained")
+            .field("round", &self.round)
+            .field("base_version", &self.base_version)
+            .field("values", &self.delta.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Trains a job's contribution (FFA-LoRA `B` from the job's community version).
+pub fn train(job: Job) -> anyhow::Result<Trained> {
+    let shape = &job.manifest.lora;
     let global = bridge::weights_from_state(&job.seeded, &job.state, shape)?;
     let config = TrainConfig::new()
         .with_seq_len(job.settings.seq_len)
@@ -135,41 +159,75 @@ pub fn run(job: Job) -> anyhow::Result<Contribution> {
         "training was cancelled"
     );
     let model_delta = community_delta(&outcome.adapter, &global)?;
-    let mut delta = bridge::wire_from_model(&model_delta, shape)?;
-    let p = &manifest.privacy;
-    let noise = Noise::Local(Gaussian::new(
-        delta.len(),
-        NoiseParams::new(p.clip_norm, p.noise_multiplier)?,
-    )?);
-    let mut ledger = job.ledger;
-    let released = release(
-        &mut ledger,
-        job.round,
-        &noise,
-        manifest.schedule.sampling_rate,
-        &mut delta,
-    )?;
-    let Noised::Local(noised) = released.noised else {
-        anyhow::bail!("a local-mode release returned integers");
-    };
-    let quantized = bridge::quantize_wire(&noised)?;
+    let delta = bridge::wire_from_model(&model_delta, shape)?;
     let windows = job.data.num_windows(job.settings.seq_len);
     tracing::debug!(
         secs = started.elapsed().as_secs_f64(),
         steps = outcome.report.steps,
-        "contribution trained and released"
+        "contribution trained"
     );
-    Ok(Contribution {
+    Ok(Trained {
         round: job.round,
         base_version: job.state.version(),
-        quantized,
-        noise_std: p.noise_multiplier * p.clip_norm,
+        delta,
         sample_count: u32::try_from(windows).unwrap_or(u32::MAX),
-        ledger,
-        rho: released.rho,
         steps: outcome.report.steps,
         tokens_per_sec: outcome.report.tokens_per_sec,
         final_loss: outcome.report.final_loss,
-        clipped: released.clip.clipped(),
     })
+}
+
+/// The noise of a local-mode release: the full `σ·C`.
+pub fn local_noise(manifest: &Manifest) -> anyhow::Result<Noise> {
+    let p = &manifest.privacy;
+    Ok(Noise::Local(Gaussian::new(
+        manifest.lora.elements() as usize,
+        NoiseParams::new(p.clip_norm, p.noise_multiplier)?,
+    )?))
+}
+
+/// Releases a trained delta for `round`: clip, noise (`noise`: local, or the distributed share of
+/// the member's secure-aggregation group), charge a copy of `ledger`, quantize.
+pub fn release_trained(
+    mut trained: Trained,
+    round: u64,
+    noise: &Noise,
+    sampling_rate: f64,
+    mut ledger: Ledger,
+) -> anyhow::Result<Contribution> {
+    let released = release(&mut ledger, round, noise, sampling_rate, &mut trained.delta)?;
+    let (quantized, noise_std) = match (released.noised, noise) {
+        (Noised::Local(values), Noise::Local(g)) => (bridge::quantize_wire(&values)?, g.std()),
+        (Noised::Distributed(q), Noise::Distributed(g)) => (q, g.share_std()),
+        _ => anyhow::bail!("the release does not match its noise"),
+    };
+    Ok(Contribution {
+        round,
+        base_version: trained.base_version,
+        quantized,
+        noise_std,
+        sample_count: trained.sample_count,
+        ledger,
+        rho: released.rho,
+        steps: trained.steps,
+        tokens_per_sec: trained.tokens_per_sec,
+        final_loss: trained.final_loss,
+        norm: released.clip.norm,
+    })
+}
+
+/// Runs a local-mode job: train, then release at once.
+pub fn run_local(job: Job) -> anyhow::Result<Contribution> {
+    anyhow::ensure!(
+        job.manifest.privacy.mode == PrivacyMode::Local,
+        "an immediate release is for the local privacy mode"
+    );
+    let noise = local_noise(&job.manifest)?;
+    let (round, rate, ledger) = (
+        job.round,
+        job.manifest.schedule.sampling_rate,
+        job.ledger.clone(),
+    );
+    let trained = train(job)?;
+    release_trained(trained, round, &noise, rate, ledger)
 }

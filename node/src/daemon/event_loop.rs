@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use burn::tensor::Device;
+use hearth_federation::secagg::Engine;
 use hearth_federation::{Accepted, Community, Config, Output, Phase, PhaseClock, Reason, State};
 use hearth_models::{AdapterWeights, Llama};
 use hearth_protocol::{
@@ -15,13 +16,13 @@ use hearth_protocol::{
     decode_untrusted, encode,
 };
 use hearth_training::data::{Dataset, HELD_OUT_FRACTION};
-use hearth_training::{Budget, Gaussian, Ledger, Noise, NoiseParams};
+use hearth_training::{Budget, Ledger, Noise};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::contribute::{self, Contribution, Job};
+use super::contribute::{self, Contribution, Job, Trained};
 use super::persist::{self, WireRecord};
 use super::sync::{self, MAX_CERTIFICATES, Request, Response};
 use super::{Options, Summary};
@@ -47,7 +48,10 @@ enum Internal {
         round: u64,
         envelopes: Vec<Vec<u8>>,
     },
-    Trained(Box<anyhow::Result<Contribution>>),
+    /// A distributed-mode job trained a delta (released later, at the round's calibration).
+    Trained(Box<anyhow::Result<Trained>>),
+    /// A contribution was released (local mode: right after training).
+    Released(Box<anyhow::Result<Contribution>>),
 }
 
 /// What the node trains with, when it contributes.
@@ -70,6 +74,8 @@ struct Node {
     ledger: Ledger,
     rho_per_release: f64,
     training: bool,
+    releasing: bool,
+    trained: Option<Trained>,
     ready: Option<Contribution>,
     submitted: BTreeSet<u64>,
     nonce: u64,
@@ -80,6 +86,7 @@ struct Node {
     capture: Option<std::fs::File>,
     summary: Summary,
     published_certificate_round: Option<u64>,
+    wrong_source: u64,
 }
 
 fn peer_of(member: &MemberId) -> Option<PeerId> {
@@ -151,16 +158,17 @@ impl Node {
                 "`hearth node` needs a community with a round period (created with --round-secs > 0)"
             );
         }
-        if manifest.privacy.mode != PrivacyMode::Local {
-            bail!(
-                "this community uses the distributed privacy mode, which needs secure aggregation; \
-                 this version of `hearth node` runs local-mode communities only (create one with --privacy local)"
-            );
-        }
         let now = unix_now();
         let me = home.member_id();
         let mut community =
             Community::new(&signed, bridge::genesis(&manifest.lora), Config::default())?;
+        if manifest.privacy.mode == PrivacyMode::Distributed {
+            // Secrets of this node's secure-aggregation members; fresh at every start (a node that
+            // restarts mid-round has dropped out of that round anyway).
+            let mut secret = [0u8; 32];
+            crate::secrets::random_fill(&mut secret)?;
+            community = community.with_secure_aggregation(Box::new(Engine::new(me, secret)));
+        }
         community
             .add_certificate(&certificate, now)
             .context("this node's own certificate is not valid")?;
@@ -182,12 +190,9 @@ impl Node {
             delta: p.delta,
         };
         let ledger = persist::load_ledger(&home.store, budget)?;
-        let dim = manifest.lora.elements() as usize;
-        let rho_per_release = Noise::Local(Gaussian::new(
-            dim,
-            NoiseParams::new(p.clip_norm, p.noise_multiplier)?,
-        )?)
-        .rho()?;
+        // The distributed share is calibrated so that the group's sum carries the same noise: the
+        // local ρ is the check before training; the release checks the exact cost.
+        let rho_per_release = contribute::local_noise(&manifest)?.rho()?;
         let trainable = if opts.contribute {
             load_trainable(&opts, &home, &manifest)?
         } else {
@@ -250,6 +255,8 @@ impl Node {
                 ledger,
                 rho_per_release,
                 training: false,
+                releasing: false,
+                trained: None,
                 ready: None,
                 submitted: BTreeSet::new(),
                 nonce,
@@ -260,6 +267,7 @@ impl Node {
                 capture,
                 summary,
                 published_certificate_round: None,
+                wrong_source: 0,
             },
             events,
             rx,
@@ -278,7 +286,11 @@ impl Node {
     fn clock(&self, round: u64) -> Option<PhaseClock> {
         let start =
             PhaseClock::scheduled_start(&self.manifest.schedule, self.manifest.created, round)?;
-        Some(PhaseClock::new(&self.manifest.schedule, start, false))
+        Some(PhaseClock::new(
+            &self.manifest.schedule,
+            start,
+            self.community.secure(),
+        ))
     }
 
     /// Whether the `--rounds` limit is reached: the announce phase of the last round is over.
@@ -299,23 +311,54 @@ impl Node {
             .is_some_and(|r| r.outcome().is_none())
     }
 
-    async fn on_tick(&mut self, now: u64) -> anyhow::Result<()> {
-        if let Some(current) = self.community.scheduled_round(now)
-            && current > self.last_started()
-            && current > self.community.head_round()
-            && !self.round_open()
-            && self.opts.rounds.is_none_or(|n| current <= n)
-        {
-            match self.community.start_round(current, now) {
-                Ok(outputs) => {
-                    info!(round = current, parent = %self.community.head().version().short(), "round started");
-                    self.handle_outputs(outputs, now).await?;
-                    self.publish_certificate(current).await;
-                    self.hello_all().await;
-                }
-                Err(e) => warn!(round = current, error = %e, "could not start the round"),
-            }
+    /// The round to open now, if any: the next one after the head and the last one opened,
+    /// once its start is at most [`start_lead`] away, unless its submit deadline has already
+    /// passed (taking part is then impossible: peers' versions come by sync) or a catch-up is
+    /// running (a round opened on a stale head is useless).
+    fn due_round(&self, now: u64) -> Option<u64> {
+        if self.round_open() || self.syncing {
+            return None;
         }
+        let current = self.community.scheduled_round(now)?;
+        let mut r = current
+            .max(self.last_started() + 1)
+            .max(self.community.head_round() + 1);
+        if self.clock(r)?.submit_end <= now {
+            r += 1;
+        }
+        let start = self.clock(r)?.start;
+        let ok =
+            now + start_lead(&self.manifest) >= start && self.opts.rounds.is_none_or(|n| r <= n);
+        ok.then_some(r)
+    }
+
+    async fn start_due_round(&mut self, now: u64) -> anyhow::Result<()> {
+        let Some(round) = self.due_round(now) else {
+            return Ok(());
+        };
+        match self.community.start_round(round, now) {
+            Ok(outputs) => {
+                info!(round, parent = %self.community.head().version().short(), "round started");
+                self.handle_outputs(outputs, now).await?;
+                self.publish_certificate(round).await;
+                self.hello_all().await;
+            }
+            Err(e) => warn!(round, error = %e, "could not start the round"),
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self, now: u64) -> anyhow::Result<()> {
+        let ahead = self
+            .peer_heads
+            .iter()
+            .max_by_key(|(_, h)| **h)
+            .map(|(p, h)| (*p, *h));
+        if let Some((peer, head)) = ahead {
+            self.maybe_sync(peer, head);
+        }
+        self.start_due_round(now).await?;
+        self.try_release(now);
         self.try_submit(now).await?;
         let outputs = self.community.tick(now);
         self.handle_outputs(outputs, now).await?;
@@ -338,7 +381,11 @@ impl Node {
             return Ok(());
         }
         let parent = round.parent();
-        let Some(ready) = self.ready.take_if(|c| c.base_version == parent) else {
+        let secure = self.community.secure();
+        let Some(ready) = self
+            .ready
+            .take_if(|c| c.base_version == parent && (!secure || c.round == number))
+        else {
             return Ok(());
         };
         self.submitted.insert(number);
@@ -383,10 +430,16 @@ impl Node {
             return;
         };
         let head = self.community.head().clone();
-        if self
-            .ready
-            .as_ref()
-            .is_some_and(|c| c.base_version == head.version())
+        let version = head.version();
+        if self.releasing
+            || self
+                .ready
+                .as_ref()
+                .is_some_and(|c| c.base_version == version)
+            || self
+                .trained
+                .as_ref()
+                .is_some_and(|t| t.base_version == version)
         {
             return;
         }
@@ -398,8 +451,11 @@ impl Node {
         };
         let margin = release_margin(&self.manifest);
         let first = current.max(self.last_started() + 1);
+        let secure = self.community.secure();
         let Some((round, seconds)) = (first..first + 2).find_map(|r| {
-            let end = self.clock(r)?.submit_end;
+            // Secure rounds release at the round's calibration, during its shares phase.
+            let c = self.clock(r)?;
+            let end = if secure { c.keys_end } else { c.submit_end };
             let secs = end.saturating_sub(now).saturating_sub(margin) as f64;
             (secs >= self.opts.train.min_seconds).then_some((r, secs))
         }) else {
@@ -427,9 +483,53 @@ impl Node {
         );
         self.training = true;
         let tx = self.internal.clone();
+        let secure = self.community.secure();
         tokio::task::spawn_blocking(move || {
-            let result = contribute::run(job);
-            let _ = tx.blocking_send(Internal::Trained(Box::new(result)));
+            let msg = if secure {
+                Internal::Trained(Box::new(contribute::train(job)))
+            } else {
+                Internal::Released(Box::new(contribute::run_local(job)))
+            };
+            let _ = tx.blocking_send(msg);
+        });
+    }
+
+    /// Distributed mode: once the open round knows this member's group and its noise
+    /// calibration, releases the trained delta with that share (off the loop).
+    fn try_release(&mut self, now: u64) {
+        if self.releasing || !self.community.secure() {
+            return;
+        }
+        let Some(round) = self.community.round() else {
+            return;
+        };
+        let (number, parent) = (round.number(), round.parent());
+        if round.outcome().is_some()
+            || round.clock().phase_at(now) > Phase::Submit
+            || self.submitted.contains(&number)
+            || self.ready.as_ref().is_some_and(|c| c.round == number)
+        {
+            return;
+        }
+        let Some(calibration) = self.community.calibration(&self.me) else {
+            return;
+        };
+        let Some(trained) = self.trained.take_if(|t| t.base_version == parent) else {
+            return;
+        };
+        self.releasing = true;
+        let noise = Noise::Distributed(calibration.noise);
+        let rate = self.manifest.schedule.sampling_rate;
+        let ledger = self.ledger.clone();
+        let tx = self.internal.clone();
+        debug!(
+            round = number,
+            group = calibration.group.len(),
+            "releasing with the group's noise share"
+        );
+        tokio::task::spawn_blocking(move || {
+            let result = contribute::release_trained(trained, number, &noise, rate, ledger);
+            let _ = tx.blocking_send(Internal::Released(Box::new(result)));
         });
     }
 
@@ -514,6 +614,10 @@ impl Node {
                 data,
                 ..
             } => {
+                // A peer's tick may open the round a moment before ours.
+                if let Err(e) = self.start_due_round(unix_now()).await {
+                    warn!(error = %e, "starting a round failed");
+                }
                 let verdict = self.on_gossip(&data, propagation_source, source);
                 if let Err(e) = self.client.validate(id, propagation_source, verdict).await {
                     warn!(error = %e, "reporting a validation failed");
@@ -570,6 +674,7 @@ impl Node {
         };
         let sender = message.header.sender;
         if source != peer_of(&sender) {
+            self.wrong_source += 1;
             warn!(%sender, ?source, "envelope signer is not the gossip source");
             return Validation::Reject;
         }
@@ -738,28 +843,59 @@ impl Node {
             Internal::Trained(result) => {
                 self.training = false;
                 match *result {
+                    Ok(t) if t.base_version == self.community.head().version() => {
+                        debug!(
+                            round = t.round,
+                            "contribution trained; released at the round's calibration"
+                        );
+                        self.trained = Some(t);
+                    }
+                    Ok(t) => debug!(
+                        round = t.round,
+                        "contribution trained on an old version: dropped"
+                    ),
+                    Err(e) => self.training_failed(&e),
+                }
+            }
+            Internal::Released(result) => {
+                self.training = false;
+                self.releasing = false;
+                match *result {
                     Ok(c) if c.base_version == self.community.head().version() => {
-                        debug!(round = c.round, "contribution ready");
+                        debug!(
+                            round = c.round,
+                            norm = c.norm,
+                            clip = self.manifest.privacy.clip_norm,
+                            "contribution ready"
+                        );
                         self.ready = Some(c);
                     }
                     Ok(c) => debug!(
                         round = c.round,
-                        "contribution trained on an old version: dropped, nothing charged"
+                        "contribution made on an old version: dropped, nothing charged"
                     ),
-                    Err(e) if self.cancel.load(Ordering::Relaxed) => {
-                        debug!(error = %e, "training stopped")
-                    }
-                    Err(e) => {
-                        warn!(
-                            error = format!("{e:#}"),
-                            "training failed; not contributing any more"
-                        );
-                        self.trainable = None;
-                    }
+                    Err(e) => self.training_failed(&e),
                 }
             }
         }
         Ok(())
+    }
+
+    fn training_failed(&mut self, e: &anyhow::Error) {
+        if self.cancel.load(Ordering::Relaxed) {
+            debug!(error = %e, "training stopped");
+        } else if e
+            .downcast_ref::<hearth_training::Error>()
+            .is_some_and(|e| matches!(e, hearth_training::Error::BudgetExceeded { .. }))
+        {
+            info!("privacy budget spent: following the community without contributing");
+        } else {
+            warn!(
+                error = format!("{e:#}"),
+                "training failed; not contributing any more"
+            );
+            self.trainable = None;
+        }
     }
 
     /// Starts fetching the next missed round from `peer` when it is ahead of us.
@@ -872,6 +1008,11 @@ impl Node {
             .iter()
             .map(|(r, n)| (r.name().to_string(), n))
             .collect();
+        if self.wrong_source > 0 {
+            self.summary
+                .rejected
+                .push(("wrong_source".into(), self.wrong_source));
+        }
         if let Some(path) = &self.opts.summary {
             std::fs::write(path, serde_json::to_vec_pretty(&self.summary)?)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -884,6 +1025,15 @@ impl Node {
             "node stopped"
         );
         Ok(self.summary)
+    }
+}
+
+/// How long before its scheduled start a round is opened (so that a peer whose clock or timer
+/// runs a little ahead does not see its first messages refused as future ones).
+fn start_lead(m: &Manifest) -> u64 {
+    match m.schedule.period {
+        Period::Every { secs } => (secs / 4).clamp(1, 30),
+        Period::OnDemand => 0,
     }
 }
 
