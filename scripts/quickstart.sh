@@ -79,7 +79,7 @@ id0="$(id_of 0)"
 echo "==> member 0 creates the community (local DP: σ=$NOISE, C=$CLIP; a round every ${ROUND_SECS}s)"
 "$hearth" community create --home "$dir/member0/home" --key-file "$dir/member0/key" \
     --name quickstart --privacy local --noise-multiplier "$NOISE" --clip-norm "$CLIP" \
-    --budget-rho 1e9 --rule mean --round-secs "$ROUND_SECS" --min-contributions 2 > /dev/null
+    --budget-rho 1000000 --rule mean --round-secs "$ROUND_SECS" --min-contributions 2 > /dev/null
 for i in 1 2; do
     "$hearth" invite "$(id_of $i)" --home "$dir/member0/home" --key-file "$dir/member0/key" \
         --out "$dir/member$i.invite" --bootstrap "/ip4/127.0.0.1/tcp/$base_port/p2p/$id0" > /dev/null

@@ -53,6 +53,17 @@ impl Member {
 
     /// Daemon options: loopback only, no mDNS, short training, stop after `rounds`.
     pub fn options(&self, model: &Path, bootstrap: Vec<Multiaddr>, rounds: u64) -> Options {
+        self.options_with_period(model, bootstrap, rounds, PERIOD)
+    }
+
+    /// [`Member::options`] for a community with another round period.
+    pub fn options_with_period(
+        &self,
+        model: &Path,
+        bootstrap: Vec<Multiaddr>,
+        rounds: u64,
+        period: u64,
+    ) -> Options {
         Options {
             home: self.home(),
             unlock: self.unlock(),
@@ -69,7 +80,7 @@ impl Member {
                 min_seconds: 0.5,
             },
             rounds: Some(rounds),
-            max_runtime: Some(Duration::from_secs(PERIOD * (rounds + 4))),
+            max_runtime: Some(Duration::from_secs(period * (rounds + 4))),
             summary: Some(self.summary()),
             capture: Some(self.capture()),
         }
@@ -114,8 +125,21 @@ pub fn tiny_model(dir: &Path) -> (PathBuf, Hash32) {
     (path, Hash32::digest(&bytes))
 }
 
-/// The manifest of a local-mode community on the tiny model, created `created`.
-pub fn manifest(admin: &Home, model_sha: Hash32, created: u64) -> Signed<Manifest> {
+/// Seconds between rounds of a secure-aggregation community (its phases need more room).
+pub const SECURE_PERIOD: u64 = 12;
+
+/// The manifest of a community on the tiny model, created `created`: local mode with
+/// [`PERIOD`], or distributed mode (secure aggregation) with [`SECURE_PERIOD`].
+pub fn manifest(
+    admin: &Home,
+    model_sha: Hash32,
+    created: u64,
+    mode: PrivacyMode,
+) -> Signed<Manifest> {
+    let period = match mode {
+        PrivacyMode::Local => PERIOD,
+        PrivacyMode::Distributed => SECURE_PERIOD,
+    };
     let config = LlamaConfig::tiny(320);
     let targets = [hearth_models::Target::Q, hearth_models::Target::V]
         .iter()
@@ -137,7 +161,7 @@ pub fn manifest(admin: &Home, model_sha: Hash32, created: u64) -> Signed<Manifes
             ffa_seed: 11,
         },
         privacy: Privacy {
-            mode: PrivacyMode::Local,
+            mode,
             noise_multiplier: 0.5,
             clip_norm: 1.0,
             budget_rho: 40.0,
@@ -148,10 +172,10 @@ pub fn manifest(admin: &Home, model_sha: Hash32, created: u64) -> Signed<Manifes
             ..Aggregation::default()
         },
         schedule: Schedule {
-            period: Period::Every { secs: PERIOD },
-            submit_secs: PERIOD / 2,
-            unmask_secs: PERIOD / 2 + 1,
-            announce_secs: PERIOD - 1,
+            period: Period::Every { secs: period },
+            submit_secs: period / 2,
+            unmask_secs: period * 3 / 4,
+            announce_secs: period - 1,
             sampling_rate: 1.0,
             min_contributions: 2,
         },
@@ -178,7 +202,12 @@ pub fn certificate(admin: &Home, community: Hash32, member: &Home) -> Signed<Cer
 
 /// `n` members in `root`: homes initialised, member 0 the admin, everyone certified and joined,
 /// private documents ingested; the first round starts two periods from now.
-pub fn community(root: &Path, n: usize, model_sha: Hash32) -> (Vec<Member>, Signed<Manifest>) {
+pub fn community(
+    root: &Path,
+    n: usize,
+    model_sha: Hash32,
+    mode: PrivacyMode,
+) -> (Vec<Member>, Signed<Manifest>) {
     let mut members = Vec::new();
     let mut homes = Vec::new();
     for i in 0..n {
@@ -198,11 +227,21 @@ pub fn community(root: &Path, n: usize, model_sha: Hash32) -> (Vec<Member>, Sign
         homes.push(home);
     }
     let created = unix_now(); // round 1 starts one period from now
-    let manifest = manifest(&homes[0], model_sha, created);
+    let manifest = manifest(&homes[0], model_sha, created, mode);
     let community = manifest.verify().unwrap();
-    for (member, home) in members.iter().zip(&homes) {
-        let cert = certificate(&homes[0], community, home);
-        home.set_membership(&manifest, &cert, &[]).unwrap();
+    let certs: Vec<_> = homes
+        .iter()
+        .map(|h| certificate(&homes[0], community, h))
+        .collect();
+    for ((member, home), cert) in members.iter().zip(&homes).zip(&certs) {
+        home.set_membership(&manifest, cert, &[]).unwrap();
+        if mode == PrivacyMode::Distributed {
+            // Secure rounds need every node to know the same members at the round's start: the
+            // admin hands out the roster with the invites.
+            for c in &certs {
+                hearth_node::daemon::persist::put_certificate(&home.store, c).unwrap();
+            }
+        }
         let docs = member.dir.join("docs");
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::write(docs.join("diary.txt"), &member.text).unwrap();

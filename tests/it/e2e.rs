@@ -11,9 +11,9 @@ use hearth_models::{Llama, LlamaConfig, LoraConfig, Target};
 use hearth_node::daemon::{Summary, run};
 use hearth_node::home::{Home, unix_now};
 use hearth_node::network::{self, NetConfig, Topic};
-use hearth_protocol::{Envelope, Hash32, Keypair, Manifest, Payload, Stamp};
+use hearth_protocol::{Envelope, Hash32, Keypair, Manifest, Payload, PrivacyMode, Stamp};
 
-use crate::community::{Member, PERIOD, captured, community, tiny_model};
+use crate::community::{Member, PERIOD, SECURE_PERIOD, captured, community, tiny_model};
 
 fn rejected(s: &Summary, reason: &str) -> u64 {
     s.rejected
@@ -87,7 +87,7 @@ async fn wait_until(unix: u64) {
 async fn three_nodes_run_rounds_agree_and_leak_nothing() {
     let root = tempfile::tempdir().unwrap();
     let (model, sha) = tiny_model(root.path());
-    let (members, _) = community(root.path(), 3, sha);
+    let (members, _) = community(root.path(), 3, sha, PrivacyMode::Local);
     let personal: Vec<_> = members
         .iter()
         .enumerate()
@@ -188,7 +188,7 @@ async fn stranger(target: &Member, manifest: &Manifest, victim: &Home, round: u6
 async fn a_stopped_node_catches_up_and_strangers_are_rejected() {
     let root = tempfile::tempdir().unwrap();
     let (model, sha) = tiny_model(root.path());
-    let (members, manifest) = community(root.path(), 3, sha);
+    let (members, manifest) = community(root.path(), 3, sha, PrivacyMode::Local);
     let t0 = manifest.body.created;
     let rounds = 5;
     let boot = vec![members[0].addr()];
@@ -239,4 +239,37 @@ async fn a_stopped_node_catches_up_and_strangers_are_rejected() {
         assert_eq!(rejected(s, "not_member"), 0, "forwarded: {s:?}");
         assert_eq!(rejected(s, "forged"), 0, "forwarded: {s:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_nodes_run_secure_rounds_and_agree() {
+    let root = tempfile::tempdir().unwrap();
+    let (model, sha) = tiny_model(root.path());
+    let (members, manifest) = community(root.path(), 8, sha, PrivacyMode::Distributed);
+    let rounds = 2;
+    let boot = vec![members[0].addr()];
+    let tasks: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let b = if i == 0 { vec![] } else { boot.clone() };
+            let opts = m.options_with_period(&model, b, rounds, SECURE_PERIOD);
+            tokio::spawn(run(opts, std::future::pending()))
+        })
+        .collect();
+    let mut summaries = Vec::new();
+    for t in tasks {
+        summaries.push(t.await.unwrap().unwrap());
+    }
+    for s in &summaries {
+        eprintln!("{s:?}");
+        assert_eq!(s.head_round, rounds, "{s:?}");
+        assert!(s.contributions >= 1, "{s:?}");
+    }
+    let versions: HashSet<&str> = summaries.iter().map(|s| s.head_version.as_str()).collect();
+    assert_eq!(versions.len(), 1, "nodes disagree: {versions:?}");
+    let genesis = hearth_node::bridge::genesis(&manifest.body.lora).version();
+    assert_ne!(summaries[0].head_version, genesis.to_string());
+    // Masked inputs only: no payload carries a member's private text.
+    assert_nothing_private_left(&members, &[]);
 }

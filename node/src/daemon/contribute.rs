@@ -198,7 +198,12 @@ pub fn release_trained(
     let released = release(&mut ledger, round, noise, sampling_rate, &mut trained.delta)?;
     let (quantized, noise_std) = match (released.noised, noise) {
         (Noised::Local(values), Noise::Local(g)) => (bridge::quantize_wire(&values)?, g.std()),
-        (Noised::Distributed(q), Noise::Distributed(g)) => (q, g.share_std()),
+        (Noised::Distributed(q), Noise::Distributed(g)) => {
+            // Real units, computed as the federation's calibration does (bit for bit).
+            let p = g.params();
+            let std = p.noise_multiplier * p.clip_norm / f64::from(g.cohort().guaranteed()).sqrt();
+            (q, std)
+        }
         _ => anyhow::bail!("the release does not match its noise"),
     };
     Ok(Contribution {

@@ -408,7 +408,7 @@ impl Node {
                     tokens_per_sec = format!("{:.0}", ready.tokens_per_sec),
                     loss = ready.final_loss.map(|l| format!("{l:.3}")),
                     rho = ready.rho,
-                    epsilon = format!("{:.2}", self.ledger.epsilon().unwrap_or(f64::NAN)),
+                    epsilon = format!("{:.2}", epsilon(&self.ledger)),
                     "contribution submitted"
                 );
                 self.summary.contributions += 1;
@@ -998,7 +998,7 @@ impl Node {
         self.summary.head_round = self.community.head_round();
         self.summary.head_version = self.community.head().version().to_string();
         self.summary.rho_spent = self.ledger.spent();
-        self.summary.epsilon = self.ledger.epsilon().unwrap_or(0.0);
+        self.summary.epsilon = epsilon(&self.ledger);
         self.summary.bytes_sent = load(&stats.gossip_bytes_sent) + load(&stats.sync_bytes_sent);
         self.summary.bytes_received =
             load(&stats.gossip_bytes_received) + load(&stats.sync_bytes_received);
@@ -1026,6 +1026,14 @@ impl Node {
         );
         Ok(self.summary)
     }
+}
+
+/// ε spent at the ledger's δ: OpenDP's conversion, or where it gives up (very large ρ) the
+/// standard bound `ρ + 2√(ρ·ln(1/δ))`, which is never smaller.
+fn epsilon(ledger: &Ledger) -> f64 {
+    ledger.epsilon().unwrap_or_else(|_| {
+        hearth_training::standard_epsilon(ledger.spent(), ledger.budget().delta)
+    })
 }
 
 /// How long before its scheduled start a round is opened (so that a peer whose clock or timer
