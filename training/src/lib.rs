@@ -1,5 +1,12 @@
-//! Hearth training: local LoRA fine-tuning on a member's private files (issue "training"; the
-//! fine-tuning loop is not built yet), and the differential privacy of what a member shares.
+//! Hearth training: local LoRA fine-tuning on a member's private files, and the differential
+//! privacy of what a member shares.
+//!
+//! The fine-tuning half: [`data::ingest`] reads a folder of `.txt`, `.md` and `.jsonl` chats
+//! (bad files reported, never fatal) into a [`data::Dataset`]; a [`Trainer`] runs a
+//! [`TrainConfig`] (AdamW, warm-up + cosine, accumulation, step and time limits, [`Checkpoint`]s
+//! that resume bit for bit, a progress bar and a [`curve`] in CSV/SVG) for
+//! [`train_personal`] (standard LoRA) or [`train_community`] (FFA-LoRA, `B` only), whose
+//! [`community_delta`] is what gets clipped, noised and shared.
 //!
 //! The privacy half works on plain `f32` slices — the flattened LoRA-B delta — so federation and
 //! simulations use it without Burn:

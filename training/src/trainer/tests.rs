@@ -383,3 +383,76 @@ fn example_order_is_a_seeded_permutation_per_epoch() {
     assert_eq!(fresh.get(13), epoch1[3]);
     assert_eq!(fresh.get(2), epoch0[2]);
 }
+
+/// The real SmolLM2 GGUF (`$HEARTH_ASSETS` or `<repo>/assets`); `None` only when it is missing
+/// and `HEARTH_SKIP_REAL_MODEL=1`, a test failure with instructions otherwise.
+fn real_model_path() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("HEARTH_ASSETS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("HEARTH_SKIP_REAL_MODEL").as_deref() == Ok("1") {
+        eprintln!(
+            "skipping: {} is missing and HEARTH_SKIP_REAL_MODEL=1",
+            path.display()
+        );
+        return None;
+    }
+    panic!(
+        "{} is missing: run scripts/fetch-assets.sh (or set HEARTH_SKIP_REAL_MODEL=1)",
+        path.display()
+    );
+}
+
+#[test]
+fn real_model_ffa_steps_lower_the_training_loss() {
+    let Some(path) = real_model_path() else {
+        return;
+    };
+    use hearth_models::WeightSource;
+    let weights = hearth_models::GgufWeights::open(&path).unwrap();
+    let tokenizer = hearth_models::Tokenizer::from_gguf(weights.gguf()).unwrap();
+    let config = LlamaConfig::from_hparams(weights.hparams())
+        .unwrap()
+        .with_max_seq_len(64);
+    let model = Llama::load_with(&weights, &config, &Device::flex().autodiff()).unwrap();
+    let train = "To be, or not to be, that is the question: Whether 'tis nobler in the mind to \
+                 suffer the slings and arrows of outrageous fortune, or to take arms against a \
+                 sea of troubles, and by opposing end them.";
+    let held = "To die, to sleep; no more; and by a sleep to say we end the heart-ache.";
+    let data = Dataset::from_split_text(&format!("{train} {train}"), held, &tokenizer).unwrap();
+    assert!((2..=4).contains(&data.num_windows(24)));
+    let global = {
+        let mut m = model.clone();
+        let slot = m
+            .add_adapter(
+                LoraConfig::new(8, 16.0, vec![Target::Q, Target::V])
+                    .with_seed(1)
+                    .with_ffa(true),
+            )
+            .unwrap();
+        m.adapter_weights(slot).unwrap()
+    };
+    let c = TrainConfig::new()
+        .with_seq_len(24)
+        .with_learning_rate(1e-2)
+        .with_schedule(Schedule::Constant)
+        .with_warmup_steps(0)
+        .with_max_steps(8)
+        .with_seed(1)
+        .with_quiet(true);
+    let out = train_community(&Trainer::new(c).unwrap(), model, &global, &data, go).unwrap();
+    let r = &out.report;
+    eprintln!("{r:?}");
+    let mean = |p: &[crate::CurvePoint]| p.iter().map(|p| p.loss).sum::<f64>() / p.len() as f64;
+    let windows = data.num_windows(24);
+    let (first, last) = (mean(&out.curve[..windows]), mean(&out.curve[8 - windows..]));
+    assert!(last < first - 0.1, "train loss per epoch {first} → {last}");
+    let (before, after) = (r.held_out_before.unwrap(), r.held_out_after.unwrap());
+    assert!(before.is_finite() && after.is_finite() && before < 10.0);
+    let delta = community_delta(&out.adapter, &global).unwrap();
+    assert_eq!(delta.len(), 30 * 8 * (576 + 192));
+}
