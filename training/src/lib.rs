@@ -37,6 +37,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod accountant;
+mod base;
 pub mod checkpoint;
 pub mod curve;
 pub mod data;
@@ -46,6 +47,7 @@ mod quantize;
 mod trainer;
 
 pub use accountant::{Budget, Ledger, Record, epsilon, rho_for_epsilon, standard_epsilon};
+pub use base::pretrain;
 pub use checkpoint::Checkpoint;
 pub use curve::CurvePoint;
 pub use dp::{

@@ -44,6 +44,7 @@ use hearth_models::{AdapterWeights, Factor, Llama, LoraConfig};
 
 pub use config::{MAX_EXAMPLES_PER_STEP, MAX_STEPS, Schedule, TrainConfig};
 pub use run::Trainer;
+pub(crate) use run::{Order, held_out_loss};
 
 use crate::curve::CurvePoint;
 use crate::data::Dataset;
