@@ -38,6 +38,7 @@
 
 mod accountant;
 mod base;
+pub mod canary;
 pub mod checkpoint;
 pub mod curve;
 pub mod data;
