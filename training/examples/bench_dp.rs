@@ -3,14 +3,16 @@
 //!
 //! `cargo run --release -p hearth-training --example bench_dp` prints microseconds per coordinate
 //! for clipping, OpenDP's Gaussian (sized domain, fixed granularity), OpenDP's discrete Gaussian
-//! share, the same Gaussian with OpenDP's defaults (unsized domain, finest granularity) on a
+//! share, a whole distributed-mode `release` (clip, quantize, share, ledger charge), the same
+//! Gaussian with OpenDP's defaults (unsized domain, finest granularity) on a
 //! sample, one ledger charge, and the local-vs-distributed noise anchor of docs/PRIVACY.md.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use hearth_training::{
-    Budget, Cohort, DistributedGaussian, Gaussian, Ledger, NoiseParams, clip, epsilon, l2_norm,
+    Budget, Cohort, DistributedGaussian, Gaussian, Ledger, Noise, NoiseParams, clip, epsilon,
+    l2_norm, release,
 };
 use opendp::{
     domains::{AtomDomain, VectorDomain},
@@ -122,6 +124,21 @@ fn main() -> Result<()> {
         3,
         || {
             dg.privatize(&clipped)?;
+            Ok(())
+        },
+    )?;
+
+    // The whole release a member makes in the default mode: budget check, clip, quantize, discrete
+    // Gaussian share, ledger charge (a fresh ledger each time, so the budget never runs out).
+    let noise = Noise::Distributed(dg.clone());
+    per_coord(
+        "release, distributed (clip + quantize + share + charge)",
+        DIM,
+        3,
+        || {
+            let mut ledger = Ledger::new(Budget::default())?;
+            let mut v = x.clone();
+            release(&mut ledger, 1, &noise, 1.0, &mut v)?;
             Ok(())
         },
     )?;
