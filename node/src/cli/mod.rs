@@ -4,11 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod adapters;
+pub mod chat;
 mod generate;
 pub mod local;
 pub mod membership;
 pub mod node;
 mod perplexity;
+pub mod serve;
 
 /// Hearth: improve a shared open language model together while everyone's data stays home.
 #[derive(Debug, Parser)]
@@ -63,6 +66,25 @@ pub enum Command {
     ///
     /// Example: hearth eval --max-tokens 4096
     Eval(local::EvalArgs),
+    /// Serve your models over a local OpenAI-compatible HTTP API (no networking with peers).
+    ///
+    /// Models: hearth-personal (base + community + personal adapter), hearth-community, base.
+    ///
+    /// Example: hearth serve --api-addr 127.0.0.1:11435, then
+    /// curl http://127.0.0.1:11435/v1/chat/completions -d '{"model":"hearth-community","messages":[{"role":"user","content":"Hi"}]}'
+    Serve(serve::ServeArgs),
+    /// Chat with your models in the terminal, the reply streaming as it is written.
+    ///
+    /// Example: hearth chat --stack community   (or one question: hearth chat --prompt "What is a hearth?")
+    Chat(chat::ChatArgs),
+    /// Write an adapter in the Hugging Face PEFT layout (adapter_config.json + adapter_model.safetensors).
+    ///
+    /// Example: hearth export --adapter community --out community-adapter/
+    Export(adapters::ExportArgs),
+    /// Make a PEFT-layout adapter your personal adapter (checked against the community's base model).
+    ///
+    /// Example: hearth import my-adapter/ --force
+    Import(adapters::ImportArgs),
     /// Measure the model's perplexity on a text file (held-out loss).
     ///
     /// Example: hearth perplexity --file notes.txt --adapter my-adapter/
@@ -136,5 +158,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node::run(args),
         Command::Train(args) => local::train(args),
         Command::Eval(args) => local::eval(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Export(args) => adapters::export(args),
+        Command::Import(args) => adapters::import(args),
     }
 }

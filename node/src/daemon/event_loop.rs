@@ -17,7 +17,7 @@ use hearth_protocol::{
 };
 use hearth_training::data::{Dataset, HELD_OUT_FRACTION};
 use hearth_training::{Budget, Ledger, Noise};
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, debug, info, info_span, warn};
@@ -32,6 +32,8 @@ use crate::{bridge, documents};
 
 /// Records of past versions kept in memory.
 const KEEP_RECORDS: usize = 1024;
+/// How often bootstrap peers are dialed again while no peer is connected.
+const REDIAL: Duration = Duration::from_secs(3);
 /// Rounds of signed deltas kept to serve peers that catch up.
 const KEEP_DELTA_ROUNDS: u64 = 64;
 
@@ -87,6 +89,8 @@ struct Node {
     summary: Summary,
     published_certificate_round: Option<u64>,
     wrong_source: u64,
+    bootstrap: Vec<Multiaddr>,
+    last_dial: Instant,
 }
 
 fn peer_of(member: &MemberId) -> Option<PeerId> {
@@ -201,7 +205,7 @@ impl Node {
 
         let key = libp2p::identity::Keypair::ed25519_from_bytes(home.key.seed())
             .context("converting the identity key")?;
-        let mut bootstrap = opts.bootstrap.clone();
+        let mut bootstrap: Vec<Multiaddr> = opts.bootstrap.clone();
         for a in home.bootstrap()? {
             match a.parse() {
                 Ok(addr) => bootstrap.push(addr),
@@ -211,7 +215,7 @@ impl Node {
         let max = manifest.limits.message_bytes();
         let config = NetConfig {
             listen: opts.listen.clone(),
-            bootstrap,
+            bootstrap: bootstrap.clone(),
             mdns: opts.mdns,
             max_transmit_size: max,
             max_sync_response: (max + 64 * 1024) as u64,
@@ -268,6 +272,8 @@ impl Node {
                 summary,
                 published_certificate_round: None,
                 wrong_source: 0,
+                bootstrap,
+                last_dial: Instant::now(),
             },
             events,
             rx,
@@ -311,6 +317,23 @@ impl Node {
             .is_some_and(|r| r.outcome().is_none())
     }
 
+    /// Dials the bootstrap peers again every few seconds while no peer is connected (a peer that
+    /// was not listening yet when the node started, or a lost connection).
+    async fn redial(&mut self) {
+        if !self.connected.is_empty()
+            || self.bootstrap.is_empty()
+            || self.last_dial.elapsed() < REDIAL
+        {
+            return;
+        }
+        self.last_dial = Instant::now();
+        for addr in self.bootstrap.clone() {
+            if let Err(e) = self.client.dial(addr.clone()).await {
+                debug!(%addr, error = %e, "dial failed");
+            }
+        }
+    }
+
     /// The round to open now, if any: the next one after the head and the last one opened,
     /// once its start is at most [`start_lead`] away, unless its submit deadline has already
     /// passed (taking part is then impossible: peers' versions come by sync) or a catch-up is
@@ -349,6 +372,7 @@ impl Node {
     }
 
     async fn on_tick(&mut self, now: u64) -> anyhow::Result<()> {
+        self.redial().await;
         let ahead = self
             .peer_heads
             .iter()
@@ -456,7 +480,7 @@ impl Node {
             // Secure rounds release at the round's calibration, during its shares phase.
             let c = self.clock(r)?;
             let end = if secure { c.keys_end } else { c.submit_end };
-            let secs = end.saturating_sub(now).saturating_sub(margin) as f64;
+            let secs = end.saturating_sub(now) as f64 - margin;
             (secs >= self.opts.train.min_seconds).then_some((r, secs))
         }) else {
             return;
@@ -1046,8 +1070,11 @@ fn start_lead(m: &Manifest) -> u64 {
 }
 
 /// Seconds kept free before a submit deadline for the release (noise on every value).
-fn release_margin(m: &Manifest) -> u64 {
-    (m.schedule.submit_secs / 10).clamp(2, 30)
+/// OpenDP's exact samplers cost tens of microseconds per value on a busy machine; a training step
+/// can overrun the time limit by one step. At most half the submit window.
+fn release_margin(m: &Manifest) -> f64 {
+    let estimate = 2.0 + m.lora.elements() as f64 * 50e-6;
+    estimate.min(m.schedule.submit_secs as f64 / 2.0)
 }
 
 /// Fetches round `round`'s record and the signed deltas behind it from `peer`.

@@ -1,0 +1,1 @@
+//! Unit tests of the API over a tiny model.
