@@ -7,7 +7,10 @@ use hearth_models::{Llama, LlamaConfig, LoraConfig, Target};
 use super::score::ln_normal_cdf;
 use super::*;
 use crate::data::{ByteEncoder, Dataset};
-use crate::{Schedule, TrainConfig, Trainer, pretrain, train_community};
+use crate::{
+    Budget, Cohort, Ledger, Mode, Noise, NoiseParams, Noised, Schedule, TrainConfig, Trainer,
+    community_delta, l2_norm, pretrain, release, rho_for_epsilon, train_community,
+};
 
 #[test]
 fn draw_is_seeded_and_limits_hold_at_and_past() {
@@ -183,12 +186,13 @@ fn log_perplexity_is_the_nll_after_the_prefix_in_any_batch() {
     assert!(exposure(&model, &ByteEncoder, &canary, &config).is_err());
 }
 
-/// Memorisation is measurable: a tiny base trained on code-like lines gives a fresh canary no
-/// exposure, and the same base after an FFA-LoRA contribution trained (without DP) on one
-/// member's data holding the canary many times ranks the true secret at or near the top of the
-/// 10⁶ secrets. The DP side is the `canary_exposure` example (docs/PRIVACY.md).
+/// Memorisation is measurable, and DP hides it: a tiny base trained on code-like lines gives a
+/// fresh canary no exposure; the same base after an FFA-LoRA contribution trained (without DP)
+/// on one member's data holding the canary many times ranks the true secret at or near the top
+/// of the 10⁶ secrets; the same contribution released at ε = 1 gives chance-level exposure. The
+/// slower comparison on Shakespeare is the `canary_exposure` example (docs/PRIVACY.md).
 #[test]
-fn canary_repeated_without_dp_is_exposed() {
+fn canary_repeated_is_exposed_without_dp_and_hidden_with_it() {
     let device = Device::flex().autodiff();
     let base = Llama::init_random(&LlamaConfig::tiny(ByteEncoder::VOCAB), 1, &device).unwrap();
     let data =
@@ -236,9 +240,13 @@ fn canary_repeated_without_dp_is_exposed() {
         .with_max_steps(150)
         .with_schedule(Schedule::Constant)
         .with_learning_rate(5e-2);
-    let out = train_community(&Trainer::new(c).unwrap(), base, &global, &data, |_| {
-        ControlFlow::Continue(())
-    })
+    let out = train_community(
+        &Trainer::new(c).unwrap(),
+        base.clone(),
+        &global,
+        &data,
+        |_| ControlFlow::Continue(()),
+    )
     .unwrap();
     let after = exposure(&out.model, &ByteEncoder, &canary, &config).unwrap();
     // The true secret beats every sampled one (exposure at the sample's resolution, 11 bits),
@@ -253,4 +261,47 @@ fn canary_repeated_without_dp_is_exposed() {
         after.secret_nll < after.mean_nll - 3.0 * after.std_nll,
         "{after:?}"
     );
+
+    // The same contribution through the DP release, local mode, ε = 1 at δ = 10⁻⁶, clipped at its
+    // own norm so that only the noise differs. For any draw P(exposure ≥ b) ≤ e·2⁻ᵇ + δ
+    // (docs/PRIVACY.md), so the median of five draws reaching 6 bits has probability below 10⁻³
+    // even at the bound, and about 4·10⁻⁵ at chance level.
+    let delta = community_delta(&out.adapter, &global).unwrap();
+    let rho = rho_for_epsilon(1.0, 1e-6).unwrap();
+    let params =
+        NoiseParams::new(l2_norm(&delta), NoiseParams::noise_for_rho(rho).unwrap()).unwrap();
+    let noise = Noise::new(
+        Mode::Local,
+        delta.len(),
+        params,
+        Cohort::new(10, 3).unwrap(),
+    )
+    .unwrap();
+    let mut dp = Vec::new();
+    for _ in 0..5 {
+        let mut ledger = Ledger::new(Budget {
+            rho: rho * 1.01,
+            delta: 1e-6,
+        })
+        .unwrap();
+        let mut x = delta.clone();
+        let Noised::Local(noised) = release(&mut ledger, 1, &noise, 1.0, &mut x).unwrap().noised
+        else {
+            panic!("local mode");
+        };
+        assert!((ledger.epsilon().unwrap() - 1.0).abs() < 0.01);
+        let mut w = global.clone();
+        w.apply_delta_b(&noised, 1.0).unwrap();
+        let mut model = base.clone();
+        let slot = model.add_adapter(w.config.clone()).unwrap();
+        model.set_adapter_weights(slot, &w).unwrap();
+        dp.push(
+            exposure(&model, &ByteEncoder, &canary, &config)
+                .unwrap()
+                .exposure,
+        );
+    }
+    dp.sort_by(f64::total_cmp);
+    eprintln!("exposure before {before:?}\nwithout DP {after:?}\nwith DP at ε = 1 {dp:?}");
+    assert!(dp[2] < 6.0, "exposure with DP at ε = 1: {dp:?}");
 }
