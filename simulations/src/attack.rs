@@ -16,17 +16,20 @@ pub const BOUND_SHARE: f64 = 0.99;
 /// Whether the crafted vector still goes through clipping and noise (a protocol-following
 /// attacker), or is sent as is.
 pub fn follows_protocol(kind: AttackKind) -> bool {
-    matches!(kind, AttackKind::SignFlip | AttackKind::Alie)
+    matches!(kind, AttackKind::Alie)
 }
 
 /// The vector an attacker of `kind` sends in place of `honest` (its raw, unclipped delta),
 /// for kinds that need no collusion (all but ALIE). `bound` is the verification norm bound.
 pub fn craft(kind: AttackKind, boost: f64, honest: &[f32], bound: f64, rng: &mut Rng) -> Vec<f32> {
     match kind {
-        AttackKind::SignFlip => honest
-            .iter()
-            .map(|&x| (-boost * f64::from(x)) as f32)
-            .collect(),
+        AttackKind::SignFlip => {
+            let v: Vec<f32> = honest
+                .iter()
+                .map(|&x| (-boost * f64::from(x)) as f32)
+                .collect();
+            within(v, bound)
+        }
         AttackKind::Scaling => {
             let v: Vec<f32> = honest
                 .iter()
@@ -155,8 +158,10 @@ mod tests {
     fn crafted_vectors_stay_inside_the_bound() {
         let honest: Vec<f32> = (0..100).map(|i| (i as f32 - 50.0) / 100.0).collect();
         let mut rng = stream(1, &[]);
-        let flip = craft(AttackKind::SignFlip, 2.0, &honest, 5.0, &mut rng);
+        let flip = craft(AttackKind::SignFlip, 2.0, &honest, 100.0, &mut rng);
         assert_eq!(flip[0], -2.0 * honest[0]);
+        let flip = craft(AttackKind::SignFlip, 2.0, &honest, 5.0, &mut rng);
+        assert!((l2(&flip) - 4.95).abs() < 1e-4 && flip[0] > 0.0);
         let scaled = craft(AttackKind::Scaling, 1000.0, &honest, 5.0, &mut rng);
         assert!((l2(&scaled) - 4.95).abs() < 1e-4);
         assert!(scaled[0] < 0.0 && scaled[99] > 0.0, "same direction");
@@ -164,7 +169,7 @@ mod tests {
         assert_eq!(small, honest, "already inside: unchanged");
         let noise = craft(AttackKind::Noise, 1.0, &honest, 5.0, &mut rng);
         assert!((l2(&noise) - 4.95).abs() < 1e-4);
-        assert!(follows_protocol(AttackKind::SignFlip) && !follows_protocol(AttackKind::Scaling));
+        assert!(follows_protocol(AttackKind::Alie) && !follows_protocol(AttackKind::SignFlip));
     }
 
     #[test]

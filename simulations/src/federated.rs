@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use hearth_federation::secagg::Engine;
 use hearth_federation::{Community, Output, Reason, State, norm_bound};
 use hearth_protocol::{
     DeltaSubmission, DpParams, Hash32, LayerDelta, Manifest, Payload, PrivacyMode, Signed, Stamp,
@@ -66,6 +67,7 @@ pub(crate) struct Federated<'w> {
     net: Memory,
     synced: Vec<Option<Hash32>>,
     nonces: Vec<u64>,
+    down: Vec<bool>,
     bound: f64,
     train_time: std::time::Duration,
 }
@@ -91,7 +93,15 @@ impl<'w> Federated<'w> {
         let certificates = world.certificates(&signed)?;
         let full = s.full_nodes();
         let nodes = (0..full)
-            .map(|_| world.community(&signed, &certificates))
+            .map(|i| {
+                let c = world.community(&signed, &certificates)?;
+                Ok(if privacy.distributed() {
+                    let engine = Engine::new(world.members[i].id(), world.secret(i));
+                    c.with_secure_aggregation(Box::new(engine))
+                } else {
+                    c
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let ledgers = (0..s.members)
             .map(|_| privacy.ledger())
@@ -107,6 +117,7 @@ impl<'w> Federated<'w> {
             net: Memory::new(s.seed, s.network.clone(), s.members, full),
             synced: vec![None; s.members],
             nonces: vec![0; full],
+            down: vec![false; full],
             train_time: std::time::Duration::ZERO,
             privacy,
             bound,
@@ -138,15 +149,17 @@ impl<'w> Federated<'w> {
         let world = self.world;
         let s = &world.scenario;
         let n = s.members;
-        let start_s = T0 + r * s.schedule.period_secs;
+        let secure = self.privacy.distributed();
+        let p = &s.schedule;
+        let start_s = T0 + r * p.period_secs;
         let start_ms = start_s * 1000;
         self.net.begin_round(r);
         self.nonces.fill(2);
-        for node in &mut self.nodes {
-            let out = node.start_round(r, start_s)?;
-            if out.iter().any(|o| matches!(o, Output::Publish { .. })) {
-                return Err(Error::run("a plain round asked to publish at its start"));
-            }
+        let mut tally = Tally::default();
+        self.catch_up()?;
+        for i in 0..self.nodes.len() {
+            let out = self.nodes[i].start_round(r, start_s)?;
+            self.publish_outputs(i, out, start_ms, r, &mut tally)?;
         }
         // 1. Light members sync their home node's head.
         let heads: Vec<State> = self.nodes.iter().map(|c| c.head().clone()).collect();
@@ -171,6 +184,22 @@ impl<'w> Federated<'w> {
             a.dropped = a.selected && rng.bernoulli(s.churn.dropout);
             a.straggler = a.selected && !a.dropped && rng.bernoulli(s.churn.straggler);
         }
+        let clock = *self.nodes[0]
+            .round()
+            .ok_or_else(|| Error::run("no open round"))?
+            .clock();
+        if secure {
+            // Keys and shares; then the members that drop out go down before submitting.
+            let keys_end = clock.keys_end * 1000;
+            let shares_end = clock.shares_end * 1000;
+            self.deliver(keys_end, &mut tally);
+            self.tick_all(keys_end, r, &mut tally)?;
+            self.deliver(shares_end, &mut tally);
+            self.tick_all(shares_end, r, &mut tally)?;
+            for (m, a) in activity.iter().enumerate() {
+                self.down[m] = a.dropped;
+            }
+        }
         // 3. Train, privatize or attack, seal, publish.
         let participants: Vec<usize> = (0..n)
             .filter(|&m| activity[m].selected && !activity[m].dropped)
@@ -180,11 +209,11 @@ impl<'w> Federated<'w> {
             })
             .collect();
         let trained = participants.len();
-        let vectors = self.local_updates(r, &participants, &heads)?;
+        let vectors = self.local_updates(r, &participants, &heads, !secure)?;
         let receivers: Vec<usize> = (0..self.nodes.len()).collect();
         let mut own = Vec::new();
         let mut published = 0;
-        for (m, values) in vectors {
+        for (m, values, crafted) in vectors {
             let h = self.home(m);
             let mut rng = stream(s.seed, &[purpose::COMPUTE, r, m as u64]);
             let compute = rng.range(s.churn.compute_secs[0], s.churn.compute_secs[1]) * 1000
@@ -194,8 +223,55 @@ impl<'w> Federated<'w> {
             } else {
                 0
             };
-            let send_ms = start_ms + compute + delay;
-            let delta = self.submission(r, versions[h], &values, &world.members[m].train)?;
+            let mut send_ms = start_ms + compute + delay;
+            if secure {
+                // A member holds its masked input until the submit phase opens.
+                send_ms = send_ms.max(clock.shares_end * 1000 + compute % 1000 + delay);
+                let id = world.members[m].id();
+                let Some(cal) = self.nodes[m].calibration(&id) else {
+                    continue;
+                };
+                let ints = if crafted {
+                    quantize_exact(&values, cal.scale())?.values
+                } else {
+                    let mut v = values;
+                    let mut noise_rng = stream(s.seed, &[purpose::NOISE, r, m as u64]);
+                    let released = self.privacy.release_share(
+                        &mut self.ledgers[m],
+                        r,
+                        &mut v,
+                        &cal,
+                        &mut noise_rng,
+                    )?;
+                    let Some(ints) = released else { continue };
+                    ints
+                };
+                let dp = DpParams {
+                    mode: PrivacyMode::Distributed,
+                    clip_norm: self.privacy.clip_norm,
+                    noise_multiplier: self.privacy.sigma,
+                    noise_std: cal.share_std(),
+                };
+                let delta = self.layered(r, versions[h], ints, cal.scale(), dp, m)?;
+                // A late or refused own input leaves the member out, as on a real node.
+                if let Ok(out) = self.nodes[m].submit_own(id, delta, send_ms / 1000) {
+                    if out.iter().any(|o| {
+                        matches!(
+                            o,
+                            Output::Publish {
+                                payload: Payload::Masked(_),
+                                ..
+                            }
+                        )
+                    }) {
+                        activity[m].published = true;
+                        published += 1;
+                    }
+                    self.publish_outputs(m, out, send_ms, r, &mut tally)?;
+                }
+                continue;
+            }
+            let delta = self.submission(r, versions[h], &values, m)?;
             let stamp = Stamp {
                 community: self.community,
                 round: r,
@@ -203,12 +279,8 @@ impl<'w> Federated<'w> {
                 timestamp: send_ms / 1000,
             };
             let payload = Payload::Delta(delta);
-            let bytes = encode(
-                &world.members[m].key,
-                stamp,
-                &payload,
-                &self.manifest.limits,
-            )?;
+            let key = &world.members[m].key;
+            let bytes = encode(key, stamp, &payload, &self.manifest.limits)?;
             self.net.publish(m, send_ms, bytes, &receivers);
             activity[m].published = true;
             published += 1;
@@ -218,31 +290,38 @@ impl<'w> Federated<'w> {
                 own.push((m, send_ms, d));
             }
         }
-        // 4. Verification, aggregation, announcements.
-        let mut tally = Tally::default();
         for (m, at, d) in own {
             // A late own delta is refused by the node itself, as on a real node.
             let _ = self.nodes[m].submit_own(world.members[m].id(), d, at / 1000);
         }
-        let p = &s.schedule;
-        let submit_end = start_ms + p.submit_secs * 1000;
-        let announce_end = start_ms + p.announce_secs * 1000;
-        let round_end = start_ms + p.period_secs * 1000 - 1;
-        self.deliver(submit_end, &mut tally);
-        self.tick_all(submit_end, r, &mut tally)?;
-        self.deliver(announce_end, &mut tally);
-        self.tick_all(announce_end, r, &mut tally)?;
-        self.deliver(round_end, &mut tally);
-        self.tick_all(round_end, r, &mut tally)?;
+        // 4. Verification, (un)masking, aggregation, announcements.
+        let submit_end = clock.submit_end * 1000;
+        let unmask_end = clock.unmask_end * 1000;
+        let mut ticks = vec![submit_end];
+        if secure {
+            ticks.extend([(submit_end + unmask_end) / 2, unmask_end]);
+        }
+        ticks.extend([
+            clock.announce_end * 1000,
+            start_ms + p.period_secs * 1000 - 1,
+        ]);
+        for at in ticks {
+            self.deliver(at, &mut tally);
+            self.tick_all(at, r, &mut tally)?;
+        }
 
         let (sent, received) = self.net.take_bytes();
-        let distinct: BTreeSet<Hash32> = self.nodes.iter().map(|c| c.head().version()).collect();
+        let distinct: BTreeSet<Hash32> = (0..self.nodes.len())
+            .filter(|&i| !self.down[i])
+            .map(|i| self.nodes[i].head().version())
+            .collect();
         let (contributions, outcome) = tally.closed.clone().unwrap_or((0, "-".into()));
         let epsilon = (0..n)
             .map(|m| self.epsilon(m))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .fold(0.0f64, f64::max);
+        let count = |reason: Reason| tally.rejected.get(reason.name()).copied().unwrap_or(0);
         let row = RoundRow {
             arm: self.arm,
             round: r,
@@ -254,19 +333,11 @@ impl<'w> Federated<'w> {
             published,
             contributions,
             rejected: tally.rejected.values().sum(),
-            over_norm: tally
-                .rejected
-                .get(Reason::OverNorm.name())
-                .copied()
-                .unwrap_or(0),
-            late: tally
-                .rejected
-                .get(Reason::Late.name())
-                .copied()
-                .unwrap_or(0),
+            over_norm: count(Reason::OverNorm),
+            late: count(Reason::Late),
             versions: distinct.len(),
             outcome,
-            version: self.nodes[0].head().version().short(),
+            version: self.nodes[self.live()].head().version().short(),
             bytes_sent: sent.iter().sum(),
             bytes_received: received.iter().sum(),
         };
@@ -276,13 +347,46 @@ impl<'w> Federated<'w> {
         Ok((row, per_member))
     }
 
-    /// Every participant's published vector (wire layout), in member order.
+    /// The first node that is up.
+    fn live(&self) -> usize {
+        self.down.iter().position(|d| !d).unwrap_or(0)
+    }
+
+    /// Nodes that were down during the last round fetch the version of a live node (the node's
+    /// catch-up over `/hearth/sync/1`; counted as bytes, trusted here) and come back up.
+    fn catch_up(&mut self) -> Result<()> {
+        if !self.down.iter().any(|d| *d) {
+            return Ok(());
+        }
+        let live = self.live();
+        let (round, state) = (
+            self.nodes[live].head_round(),
+            self.nodes[live].head().clone(),
+        );
+        let recent: Vec<_> = self.nodes[live].chain().cloned().collect();
+        let bytes = 4 * self.world.base.elements() as u64 + SYNC_OVERHEAD;
+        for i in 0..self.nodes.len() {
+            if self.down[i] {
+                if self.nodes[i].head().version() != state.version() {
+                    self.nodes[i].restore(round, state.clone(), recent.clone())?;
+                    self.net.transfer(live, i, bytes);
+                }
+                self.down[i] = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every participant's vector (wire layout), in member order, and whether it was crafted by
+    /// an attacker (sent as is). With `release`, honest vectors are clipped and noised here
+    /// (local mode); otherwise they are returned raw, for the group's release (distributed).
     fn local_updates(
         &mut self,
         r: u64,
         participants: &[usize],
         heads: &[State],
-    ) -> Result<Vec<(usize, Vec<f32>)>> {
+        release: bool,
+    ) -> Result<Vec<(usize, Vec<f32>, bool)>> {
         let world = self.world;
         let s = &world.scenario;
         let base = &world.base;
@@ -298,52 +402,77 @@ impl<'w> Federated<'w> {
             self.train_time += t.elapsed();
             let raw: Vec<f32> = trained.iter().zip(&start).map(|(a, b)| a - b).collect();
             let mut raw = base.to_wire(&raw);
-            let mut noise_rng = stream(s.seed, &[purpose::NOISE, r, m as u64]);
             let kind = s.attack.kind;
             if member.attacker && !attack::follows_protocol(kind) {
                 let mut rng = stream(s.seed, &[purpose::ATTACK, r, m as u64]);
-                out.push((
-                    m,
-                    attack::craft(kind, s.attack.boost, &raw, self.bound, &mut rng),
-                ));
+                let v = attack::craft(kind, s.attack.boost, &raw, self.bound, &mut rng);
+                out.push((m, v, true));
                 continue;
             }
-            if member.attacker && kind == AttackKind::SignFlip {
-                let mut rng = stream(s.seed, &[purpose::ATTACK, r, m as u64]);
-                raw = attack::craft(kind, s.attack.boost, &raw, self.bound, &mut rng);
-            }
-            let Some(v) =
-                self.privacy
+            let v = if release {
+                let mut noise_rng = stream(s.seed, &[purpose::NOISE, r, m as u64]);
+                match self
+                    .privacy
                     .release(&mut self.ledgers[m], r, &mut raw, &mut noise_rng)?
-            else {
-                continue;
+                {
+                    Some(v) => v,
+                    None => continue,
+                }
+            } else if member.attacker {
+                hearth_training::clip(&mut raw, self.privacy.clip_norm)?;
+                raw
+            } else {
+                raw
             };
             if member.attacker && kind == AttackKind::Alie {
                 alie_honest.push((m, v));
             } else {
-                out.push((m, v));
+                out.push((m, v, false));
             }
         }
         if !alie_honest.is_empty() {
             let honest: Vec<Vec<f32>> = alie_honest.iter().map(|(_, v)| v.clone()).collect();
             let crafted = attack::alie(&honest, participants.len(), self.bound);
-            out.extend(alie_honest.into_iter().map(|(m, _)| (m, crafted.clone())));
-            out.sort_by_key(|(m, _)| *m);
+            out.extend(
+                alie_honest
+                    .into_iter()
+                    .map(|(m, _)| (m, crafted.clone(), true)),
+            );
+            out.sort_by_key(|(m, _, _)| *m);
         }
         Ok(out)
     }
 
-    /// A submission of `values` (wire layout) on `parent`.
+    /// A local-mode submission of `values` (wire layout) on `parent`, from member `m`.
     fn submission(
         &self,
         r: u64,
         parent: Hash32,
         values: &[f32],
-        train: &[u32],
+        m: usize,
     ) -> Result<DeltaSubmission> {
         let scale = fit_scale(values)?;
         let q = quantize_exact(values, scale)?;
-        let mut rest = q.values.as_slice();
+        let dp = DpParams {
+            mode: PrivacyMode::Local,
+            clip_norm: self.privacy.clip_norm,
+            noise_multiplier: self.privacy.sigma,
+            noise_std: self.privacy.noise_std(),
+        };
+        self.layered(r, parent, q.values, scale, dp, m)
+    }
+
+    /// Cuts quantized values (wire order) into the manifest's tensors.
+    fn layered(
+        &self,
+        r: u64,
+        parent: Hash32,
+        values: Vec<i32>,
+        scale: f32,
+        dp: DpParams,
+        m: usize,
+    ) -> Result<DeltaSubmission> {
+        let mut rest = values.as_slice();
         let mut layers = Vec::new();
         for t in self.manifest.lora.tensors() {
             let k = (t.rows * t.cols) as usize;
@@ -360,25 +489,17 @@ impl<'w> Federated<'w> {
             });
         }
         let windows = self.world.scenario.training.seq_len + 1;
-        let samples = (train.len() / windows).clamp(1, u32::MAX as usize) as u32;
-        Ok(DeltaSubmission::new(
-            r,
-            parent,
-            layers,
-            scale,
-            samples,
-            DpParams {
-                mode: PrivacyMode::Local,
-                clip_norm: self.privacy.clip_norm,
-                noise_multiplier: self.privacy.sigma,
-                noise_std: self.privacy.noise_std(),
-            },
-        ))
+        let train = self.world.members[m].train.len();
+        let samples = (train / windows).clamp(1, u32::MAX as usize) as u32;
+        Ok(DeltaSubmission::new(r, parent, layers, scale, samples, dp))
     }
 
     /// Delivers everything due by `until_ms` to the full nodes.
     fn deliver(&mut self, until_ms: u64, tally: &mut Tally) {
         while let Some(d) = self.net.next_until(until_ms) {
+            if self.down.get(d.to).copied().unwrap_or(true) {
+                continue;
+            }
             let Some(node) = self.nodes.get_mut(d.to) else {
                 continue;
             };
@@ -388,37 +509,52 @@ impl<'w> Federated<'w> {
         }
     }
 
-    /// Ticks every full node at `at_ms`, publishing what they ask to publish.
+    /// Ticks every full node that is up at `at_ms`, publishing what they ask to publish.
     fn tick_all(&mut self, at_ms: u64, r: u64, tally: &mut Tally) -> Result<()> {
-        let receivers: Vec<usize> = (0..self.nodes.len()).collect();
         for i in 0..self.nodes.len() {
+            if self.down[i] {
+                continue;
+            }
             let outputs = self.nodes[i].tick(at_ms / 1000);
-            for o in outputs {
-                match o {
-                    Output::Publish { round, payload } => {
-                        let stamp = Stamp {
-                            community: self.community,
-                            round,
-                            nonce: self.nonces[i],
-                            timestamp: (at_ms + ANNOUNCE_DELAY_MS) / 1000,
-                        };
-                        self.nonces[i] += 1;
-                        let key = &self.world.members[i].key;
-                        let bytes = encode(key, stamp, &payload, &self.manifest.limits)?;
-                        self.net
-                            .publish(i, at_ms + ANNOUNCE_DELAY_MS, bytes, &receivers);
-                    }
-                    Output::Closed(record) if i == 0 && record.round == r => {
-                        tally.closed = Some((record.inputs.len(), "closed".into()));
-                    }
-                    Output::Failed { round, reason } if i == 0 && round == r => {
-                        tally.closed = Some((0, format!("failed: {reason}")));
-                    }
-                    Output::Rejected(rejection) => {
-                        *tally.rejected.entry(rejection.reason.name()).or_default() += 1;
-                    }
-                    _ => {}
+            self.publish_outputs(i, outputs, at_ms + ANNOUNCE_DELAY_MS, r, tally)?;
+        }
+        Ok(())
+    }
+
+    /// Seals and publishes what node `i` asks to publish (at `at_ms`), and tallies the rest.
+    fn publish_outputs(
+        &mut self,
+        i: usize,
+        outputs: Vec<Output>,
+        at_ms: u64,
+        r: u64,
+        tally: &mut Tally,
+    ) -> Result<()> {
+        let receivers: Vec<usize> = (0..self.nodes.len()).collect();
+        for o in outputs {
+            match o {
+                Output::Publish { round, payload } => {
+                    let stamp = Stamp {
+                        community: self.community,
+                        round,
+                        nonce: self.nonces[i],
+                        timestamp: at_ms / 1000,
+                    };
+                    self.nonces[i] += 1;
+                    let key = &self.world.members[i].key;
+                    let bytes = encode(key, stamp, &payload, &self.manifest.limits)?;
+                    self.net.publish(i, at_ms, bytes, &receivers);
                 }
+                Output::Closed(record) if i == self.live() && record.round == r => {
+                    tally.closed = Some((record.inputs.len(), "closed".into()));
+                }
+                Output::Failed { round, reason } if i == self.live() && round == r => {
+                    tally.closed = Some((0, format!("failed: {reason}")));
+                }
+                Output::Rejected(rejection) => {
+                    *tally.rejected.entry(rejection.reason.name()).or_default() += 1;
+                }
+                _ => {}
             }
         }
         Ok(())

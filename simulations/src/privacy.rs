@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::scenario::{PrivacyModeSpec, Sampler, Scenario};
 
+use hearth_federation::Calibration;
+
 /// Relative margin added to σ when it is derived from ε, so that OpenDP's discretization term
 /// (a factor `(1 + 2⁻²⁰)²` on ρ) cannot take the last round past the budget.
 const SIGMA_MARGIN: f64 = 1e-5;
@@ -32,18 +34,13 @@ pub struct Privacy {
     sampler: Sampler,
     noise: Option<Noise>,
     sampling_rate: f64,
+    distributed: bool,
 }
 
 impl Privacy {
     /// The `federated_dp` arm's privacy for deltas of `dim` values.
     pub fn for_scenario(s: &Scenario, dim: usize) -> Result<Self> {
         let p = &s.privacy;
-        if p.mode == PrivacyModeSpec::Distributed {
-            return Err(Error::scenario(
-                "privacy.mode",
-                "distributed mode needs the secure-aggregation engine wired into hearth-federation's Community; use local until it lands",
-            ));
-        }
         let (sigma, budget_rho) = match (p.noise_multiplier, p.epsilon) {
             (_, Some(e)) if e.is_infinite() => (0.0, f64::INFINITY),
             (_, Some(e)) => {
@@ -54,7 +51,15 @@ impl Privacy {
             (Some(sigma), None) => (sigma, f64::INFINITY),
             (None, None) => (1.0, f64::INFINITY),
         };
-        Self::new(sigma, p.clip_norm, budget_rho, p.delta, p.sampler, s, dim)
+        if p.mode == PrivacyModeSpec::Distributed && sigma == 0.0 {
+            return Err(Error::scenario(
+                "privacy.epsilon",
+                "distributed mode needs noise (secure aggregation calibrates each group's share of it)",
+            ));
+        }
+        let mut out = Self::new(sigma, p.clip_norm, budget_rho, p.delta, p.sampler, s, dim)?;
+        out.distributed = p.mode == PrivacyModeSpec::Distributed;
+        Ok(out)
     }
 
     /// Clipping only (the `federated` arm).
@@ -103,7 +108,13 @@ impl Privacy {
             sampler,
             noise,
             sampling_rate: s.schedule.sampling_rate,
+            distributed: false,
         })
+    }
+
+    /// Whether members release noise shares for secure aggregation (distributed mode).
+    pub fn distributed(&self) -> bool {
+        self.distributed
     }
 
     /// Std of the noise a member adds (`σ·C`).
@@ -156,6 +167,51 @@ impl Privacy {
                     delta
                         .iter()
                         .map(|&x| (f64::from(x) + std * rng.normal()) as f32)
+                        .collect(),
+                ))
+            }
+        }
+    }
+
+    /// Distributed mode: clips `delta` in place, charges `ledger` for the group's share
+    /// mechanism, quantizes at the group's scale and adds the member's noise share. Returns the
+    /// integers to mask, or `None` when the budget does not allow the release.
+    ///
+    /// `seeded` rounds a continuous Gaussian of the share's std (in integer steps) where OpenDP
+    /// samples the discrete Gaussian; the two differ by less than the rounding itself.
+    pub fn release_share(
+        &self,
+        ledger: &mut Ledger,
+        round: u64,
+        delta: &mut [f32],
+        calibration: &Calibration,
+        rng: &mut Rng,
+    ) -> Result<Option<Vec<i32>>> {
+        let noise = Noise::Distributed(calibration.noise.clone());
+        if ledger.check(noise.rho()?).is_err() {
+            return Ok(None);
+        }
+        match self.sampler {
+            Sampler::Opendp => {
+                let out = release(ledger, round, &noise, self.sampling_rate, delta)?;
+                match out.noised {
+                    Noised::Distributed(q) => Ok(Some(q.values)),
+                    Noised::Local(_) => Err(Error::run("a local release for a secure round")),
+                }
+            }
+            Sampler::Seeded => {
+                clip(delta, self.clip_norm)?;
+                ledger.charge(round, noise.mechanism(), self.sampling_rate)?;
+                let scale = f64::from(calibration.scale());
+                let steps = calibration.share_std() / scale;
+                let limit = f64::from(i32::MAX);
+                Ok(Some(
+                    delta
+                        .iter()
+                        .map(|&x| {
+                            let q = (f64::from(x) / scale + steps * rng.normal()).round();
+                            q.clamp(-limit, limit) as i32
+                        })
                         .collect(),
                 ))
             }
@@ -245,9 +301,9 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 64);
         assert_eq!(l.records().len(), 1);
-        let s = scenario("[privacy]\nmode = 'distributed'\n");
+        let s = scenario("[privacy]\nmode = 'distributed'\nepsilon = inf\n");
         let e = Privacy::for_scenario(&s, 64).unwrap_err();
-        assert!(e.to_string().contains("`privacy.mode`"), "{e}");
+        assert!(e.to_string().contains("`privacy.epsilon`"), "{e}");
     }
 
     fn l2(v: &[f32]) -> f64 {

@@ -506,7 +506,8 @@ impl Default for ChurnSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttackKind {
-    /// The negated update, `−boost·Δ`, then clipped and noised like an honest one.
+    /// The negated update, `−boost·Δ`, not clipped nor noised, shrunk to just inside the
+    /// verification norm bound.
     SignFlip,
     /// Model replacement: `boost·Δ`, not clipped nor noised, shrunk to just inside the
     /// verification norm bound.
@@ -608,9 +609,13 @@ impl Scenario {
         Ok(s)
     }
 
-    /// The `federated_dp` arm's noise is the only thing `privacy.epsilon` sets; this is the
-    /// number of full nodes the run uses.
+    /// The number of members that run a full node: `network.full_nodes`, or every member up
+    /// to 32; in distributed mode every member (secure aggregation needs each one's node).
     pub fn full_nodes(&self) -> usize {
+        if self.privacy.mode == PrivacyModeSpec::Distributed {
+            // Every member takes part in secure aggregation with its own node.
+            return self.members;
+        }
         self.network
             .full_nodes
             .unwrap_or(self.members.min(32))
@@ -838,6 +843,12 @@ impl Scenario {
         let n = &self.network;
         if let Some(f) = n.full_nodes {
             in_range("network.full_nodes", f, 1, self.members)?;
+            if self.privacy.mode == PrivacyModeSpec::Distributed && f < self.members {
+                return Err(Error::scenario(
+                    "network.full_nodes",
+                    "distributed mode runs a full node for every member",
+                ));
+            }
         }
         if n.latency_ms[0] > n.latency_ms[1] {
             return Err(Error::scenario(

