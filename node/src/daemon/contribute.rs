@@ -146,8 +146,15 @@ pub fn train(job: Job) -> anyhow::Result<Trained> {
     let trainer = Trainer::new(config)?;
     let cancel = job.cancel.clone();
     let started = Instant::now();
+    let budget = job.seconds.max(1.0);
+    let mut last = started;
+    // Stop before a step that would end past the budget (a step can take seconds on a busy
+    // machine), so the release still makes the round's deadline.
     let outcome = train_community(&trainer, job.model, &global, &job.data, |_| {
-        if cancel.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let step = now.duration_since(last).as_secs_f64();
+        last = now;
+        if cancel.load(Ordering::Relaxed) || started.elapsed().as_secs_f64() + step > budget {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

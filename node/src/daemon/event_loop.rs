@@ -1073,7 +1073,7 @@ fn start_lead(m: &Manifest) -> u64 {
 /// OpenDP's exact samplers cost tens of microseconds per value on a busy machine; a training step
 /// can overrun the time limit by one step. At most half the submit window.
 fn release_margin(m: &Manifest) -> f64 {
-    let estimate = 2.0 + m.lora.elements() as f64 * 50e-6;
+    let estimate = 2.0 + m.lora.elements() as f64 * 80e-6;
     estimate.min(m.schedule.submit_secs as f64 / 2.0)
 }
 
