@@ -43,14 +43,20 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, state: &State) -> Result<Byte
                 ),
             )
         } else {
-            ApiError::status(e.status(), format!("reading the request body: {}", e.body_text()))
+            ApiError::status(
+                e.status(),
+                format!("reading the request body: {}", e.body_text()),
+            )
         }
     })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid for this endpoint: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not valid for this endpoint: {e}"
+        ))
+    })
 }
 
 /// Handles `POST /v1/chat/completions`.
@@ -113,12 +119,15 @@ pub async fn completions(
         let models = state.models();
         let entry = super::resolve_model(&models, request.sampling.model.as_deref())?;
         let one = || {
-            ApiError::bad_request("send one prompt per request (a list of several is not supported)")
-                .with_param("prompt")
+            ApiError::bad_request(
+                "send one prompt per request (a list of several is not supported)",
+            )
+            .with_param("prompt")
         };
         let encode = |text: &str| {
             models.tokenizer().encode(text).map_err(|e| {
-                ApiError::bad_request(format!("the prompt cannot be tokenized: {e}")).with_param("prompt")
+                ApiError::bad_request(format!("the prompt cannot be tokenized: {e}"))
+                    .with_param("prompt")
             })
         };
         let prompt = match request.prompt {
@@ -188,12 +197,18 @@ async fn start(
     default_max: Option<usize>,
 ) -> Result<Response, ApiError> {
     let unsupported = |param: &'static str, what: &str| {
-        Err(ApiError::bad_request(format!("{what} is not supported by this server")).with_param(param))
+        Err(
+            ApiError::bad_request(format!("{what} is not supported by this server"))
+                .with_param(param),
+        )
     };
     if s.n.is_some_and(|n| n != 1) {
         return unsupported("n", "n other than 1");
     }
-    if s.logprobs.as_ref().is_some_and(|v| !matches!(v, Value::Null | Value::Bool(false)) && v.as_u64() != Some(0)) {
+    if s.logprobs
+        .as_ref()
+        .is_some_and(|v| !matches!(v, Value::Null | Value::Bool(false)) && v.as_u64() != Some(0))
+    {
         return unsupported("logprobs", "logprobs");
     }
     if s.presence_penalty.is_some_and(|p| p != 0.0) {
@@ -202,24 +217,39 @@ async fn start(
     if s.frequency_penalty.is_some_and(|p| p != 0.0) {
         return unsupported("frequency_penalty", "a frequency_penalty other than 0");
     }
-    if s.tools.as_ref().and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
+    if s.tools
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty())
+    {
         return unsupported("tools", "tool calling");
     }
     let temperature = s.temperature.unwrap_or(1.0);
     if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
-        return Err(ApiError::bad_request(format!("temperature must be between 0 and 2, got {temperature}"))
-            .with_param("temperature"));
+        return Err(ApiError::bad_request(format!(
+            "temperature must be between 0 and 2, got {temperature}"
+        ))
+        .with_param("temperature"));
     }
     let top_p = s.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::bad_request(format!("top_p must be in (0, 1], got {top_p}")).with_param("top_p"));
+        return Err(
+            ApiError::bad_request(format!("top_p must be in (0, 1], got {top_p}"))
+                .with_param("top_p"),
+        );
     }
     let stop = s.stop.map(|s| s.into_vec()).unwrap_or_default();
     if stop.len() > MAX_STOP {
-        return Err(ApiError::bad_request(format!("at most {MAX_STOP} stop strings, got {}", stop.len()))
-            .with_param("stop"));
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_STOP} stop strings, got {}",
+            stop.len()
+        ))
+        .with_param("stop"));
     }
-    if stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES) {
+    if stop
+        .iter()
+        .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
+    {
         return Err(ApiError::bad_request(format!(
             "stop strings must be 1 to {MAX_STOP_BYTES} bytes long"
         ))
@@ -229,7 +259,9 @@ async fn start(
     let asked = s.max_completion_tokens.or(s.max_tokens);
     if let Some(n) = asked {
         if n == 0 {
-            return Err(ApiError::bad_request("max_tokens must be at least 1").with_param("max_tokens"));
+            return Err(
+                ApiError::bad_request("max_tokens must be at least 1").with_param("max_tokens")
+            );
         }
         if n > cap as u64 {
             return Err(ApiError::bad_request(format!(
@@ -241,10 +273,6 @@ async fn start(
     if prompt.is_empty() {
         return Err(ApiError::bad_request("the prompt is empty").with_param("prompt"));
     }
-    entry
-        .model
-        .check_tokens(&prompt)
-        .map_err(|e| ApiError::bad_request(format!("the prompt holds invalid token ids: {e}")).with_param("prompt"))?;
     let context = models.context();
     let room = context.saturating_sub(prompt.len());
     let too_long = |completion: usize| {
@@ -261,6 +289,11 @@ async fn start(
         None if room == 0 => return Err(too_long(1)),
         None => room.min(cap).min(default_max.unwrap_or(usize::MAX)),
     };
+    // After the length checks: this also refuses sequences longer than the context.
+    entry.model.check_tokens(&prompt).map_err(|e| {
+        ApiError::bad_request(format!("the prompt holds invalid token ids: {e}"))
+            .with_param("prompt")
+    })?;
     let seed = match s.seed {
         Some(seed) => seed as u64,
         None => super::random_seed(),
@@ -301,14 +334,20 @@ struct Running(Arc<State>);
 
 impl Running {
     fn new(state: Arc<State>) -> Self {
-        state.metrics().generations_running.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics()
+            .generations_running
+            .fetch_add(1, Ordering::Relaxed);
         Self(state)
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.metrics().generations_running.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .metrics()
+            .generations_running
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

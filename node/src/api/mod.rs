@@ -56,7 +56,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use engine::{Finish, Job, MAX_STOP, MAX_STOP_BYTES, Outcome, visible};
 pub use error::ApiError;
 pub use metrics::{MAX_LABEL_VALUES, Metrics};
-pub use models::{BASE, BaseModelStatus, COMMUNITY, CommunityStatus, Entry, Models, PERSONAL, Status};
+pub use models::{
+    BASE, BaseModelStatus, COMMUNITY, CommunityStatus, Entry, Models, PERSONAL, Status,
+};
 
 /// The default address: loopback only, the port after Ollama's.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:11435";
@@ -267,7 +269,11 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn authorize(AxumState(state): AxumState<Arc<State>>, request: Request, next: Next) -> Response {
+async fn authorize(
+    AxumState(state): AxumState<Arc<State>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = &state.token else {
         return next.run(request).await;
     };
@@ -303,7 +309,9 @@ fn route_label(path: &str) -> &'static str {
 async fn count(AxumState(state): AxumState<Arc<State>>, request: Request, next: Next) -> Response {
     let route = route_label(request.uri().path());
     let response = next.run(request).await;
-    state.metrics.record_request(route, response.status().as_u16());
+    state
+        .metrics
+        .record_request(route, response.status().as_u16());
     response
 }
 
@@ -393,7 +401,11 @@ async fn not_found(request: Request) -> ApiError {
 async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::status(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 

@@ -134,7 +134,8 @@ impl Models {
         let mut top = self.base.clone();
         let mut layers = Vec::new();
         if let Some((round, weights)) = &self.community {
-            attach(&mut top, weights).context("the community adapter does not fit the base model")?;
+            attach(&mut top, weights)
+                .context("the community adapter does not fit the base model")?;
             layers.push(format!("community (round {round})"));
             entries.push(Entry {
                 id: COMMUNITY.into(),
@@ -143,7 +144,8 @@ impl Models {
             });
         }
         if let Some(weights) = &self.personal {
-            attach(&mut top, weights).context("the personal adapter does not fit the base model")?;
+            attach(&mut top, weights)
+                .context("the personal adapter does not fit the base model")?;
             layers.push("personal".into());
             entries.push(Entry {
                 id: PERSONAL.into(),
@@ -168,7 +170,9 @@ impl Models {
     /// The most complete stack: personal, else community, else base.
     pub fn default_entry(&self) -> &Entry {
         // `rebuild` always puts the base first and the fullest stack last.
-        self.entries.last().unwrap_or_else(|| unreachable!("the base entry always exists"))
+        self.entries
+            .last()
+            .unwrap_or_else(|| unreachable!("the base entry always exists"))
     }
 
     /// The shared tokenizer.
@@ -214,7 +218,9 @@ impl Models {
             );
             return Ok((Self::new(base, tokenizer)?, status));
         };
-        let community_id = signed.verify().context("the stored manifest does not verify")?;
+        let community_id = signed
+            .verify()
+            .context("the stored manifest does not verify")?;
         let (base, tokenizer, manifest) =
             local::load_community_base(home, model, context, &device)?;
         let mut stacked = base.clone();

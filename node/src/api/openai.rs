@@ -285,10 +285,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(chat.messages.len(), 3);
-        assert!(matches!(chat.messages[1].content, Some(Content::Parts(ref p)) if p[0].text.as_deref() == Some("hi")));
+        assert!(
+            matches!(chat.messages[1].content, Some(Content::Parts(ref p)) if p[0].text.as_deref() == Some("hi"))
+        );
         assert_eq!(chat.sampling.seed, Some(-3));
         assert!(chat.sampling.stream_options.unwrap().include_usage);
-        assert_eq!(chat.sampling.stop.unwrap().into_vec(), vec!["\n".to_string()]);
+        assert_eq!(
+            chat.sampling.stop.unwrap().into_vec(),
+            vec!["\n".to_string()]
+        );
 
         for (body, ok) in [
             (r#"{"prompt":"x"}"#, true),
@@ -325,12 +330,24 @@ mod tests {
         assert_eq!(full["object"], "chat.completion");
         assert_eq!(full["choices"][0]["message"]["content"], "hello");
         assert_eq!(full["usage"]["total_tokens"], 5);
-        assert_eq!(r.start_chunk().unwrap()["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(
+            r.start_chunk().unwrap()["choices"][0]["delta"]["role"],
+            "assistant"
+        );
         assert_eq!(r.text_chunk("a")["object"], "chat.completion.chunk");
         let c = Reply { chat: false, ..r };
         assert!(c.start_chunk().is_none());
         assert_eq!(c.text_chunk("a")["choices"][0]["text"], "a");
-        assert_eq!(c.finish_chunk("length")["choices"][0]["finish_reason"], "length");
-        assert_eq!(c.usage_chunk(Usage { prompt: 1, completion: 1 })["choices"], json!([]));
+        assert_eq!(
+            c.finish_chunk("length")["choices"][0]["finish_reason"],
+            "length"
+        );
+        assert_eq!(
+            c.usage_chunk(Usage {
+                prompt: 1,
+                completion: 1
+            })["choices"],
+            json!([])
+        );
     }
 }

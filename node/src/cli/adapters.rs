@@ -102,8 +102,13 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             "personal adapter".to_string(),
         ),
     };
-    peft::save(&args.out, &weights, model.config(), &manifest.base_model.name)
-        .with_context(|| format!("writing the adapter to {}", args.out.display()))?;
+    peft::save(
+        &args.out,
+        &weights,
+        model.config(),
+        &manifest.base_model.name,
+    )
+    .with_context(|| format!("writing the adapter to {}", args.out.display()))?;
     println!(
         "wrote the {what} to {}: {}, in the PEFT layout ({} + {}) for base model {}",
         args.out.display(),
@@ -135,7 +140,12 @@ fn made_for(dir: &Path) -> Option<String> {
 }
 
 /// Why an adapter does not fit a model, for the error message.
-fn does_not_fit(dir: &Path, base: &str, config: &LlamaConfig, reason: impl std::fmt::Display) -> anyhow::Error {
+fn does_not_fit(
+    dir: &Path,
+    base: &str,
+    config: &LlamaConfig,
+    reason: impl std::fmt::Display,
+) -> anyhow::Error {
     let origin = made_for(dir).map_or(String::new(), |m| format!(" (it was made for {m})"));
     anyhow::anyhow!(
         "{} does not fit the community's base model {base}{origin}: {reason}. \
@@ -171,7 +181,8 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         local::load_community_base(&home, args.model.as_deref(), CHECK_CONTEXT, &Device::flex())?;
     let config = model.config().clone();
     let base = &manifest.base_model.name;
-    let weights = peft::load(&args.dir, &config).map_err(|e| does_not_fit(&args.dir, base, &config, e))?;
+    let weights =
+        peft::load(&args.dir, &config).map_err(|e| does_not_fit(&args.dir, base, &config, e))?;
     // It is served on top of the community adapter: check it attaches there.
     local::attach_community(&home, &manifest, &mut model)?;
     let slot = model
@@ -186,7 +197,11 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
          sealed in your store and never shared",
         args.dir.display(),
         describe(&weights),
-        if replaced { " (it replaced the previous one)" } else { "" }
+        if replaced {
+            " (it replaced the previous one)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

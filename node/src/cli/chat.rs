@@ -90,7 +90,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     super::node::set_threads(args.threads);
     let path = args.home.path()?;
     let home = Home::open(&path, &unlock_from(args.home.key_file.as_deref(), false)?)?;
-    let (models, status) = Models::load_member(&home, args.model.as_deref(), args.context as usize)?;
+    let (models, status) =
+        Models::load_member(&home, args.model.as_deref(), args.context as usize)?;
     drop(home);
     for note in &status.notes {
         eprintln!("note: {note}");
@@ -193,11 +194,20 @@ impl Chat<'_> {
         let config = if self.args.temperature == 0.0 {
             GenerateConfig::greedy(max_tokens)
         } else {
-            GenerateConfig::sampled(max_tokens, self.args.temperature, 0, self.args.top_p, self.seed)
+            GenerateConfig::sampled(
+                max_tokens,
+                self.args.temperature,
+                0,
+                self.args.top_p,
+                self.seed,
+            )
         }
         .with_stop_tokens(tokenizer.stop_ids());
         // A new seed per reply, derived from the first: a seeded chat is reproducible.
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let job = Job {
             model: self.entry.model.clone(),
             tokenizer: tokenizer.clone(),

@@ -19,7 +19,12 @@ pub struct ApiArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = api::DEFAULT_ADDR)]
     pub api_addr: SocketAddr,
     /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
-    #[arg(long, value_name = "TOKEN", env = "HEARTH_API_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HEARTH_API_TOKEN",
+        hide_env_values = true
+    )]
     pub api_token: Option<String>,
     /// Generations running at once; further requests get HTTP 429.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=api::MAX_CONCURRENT_LIMIT as i64))]
@@ -74,7 +79,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     super::node::set_threads(args.threads);
     let path = args.home.path()?;
     let home = Home::open(&path, &unlock_from(args.home.key_file.as_deref(), false)?)?;
-    let (models, status) = Models::load_member(&home, args.model.as_deref(), args.context as usize)?;
+    let (models, status) =
+        Models::load_member(&home, args.model.as_deref(), args.context as usize)?;
     // The store stays closed while serving: everything served is in memory.
     drop(home);
     for note in &status.notes {
@@ -88,7 +94,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = api::bind(&config).await?;
         let addr = listener.local_addr()?;
         let ids: Vec<&str> = models.entries().iter().map(|e| e.id.as_str()).collect();
-        println!("serving {} on http://{addr}/v1 (Ctrl-C stops)", ids.join(", "));
+        println!(
+            "serving {} on http://{addr}/v1 (Ctrl-C stops)",
+            ids.join(", ")
+        );
         if config.token.is_some() {
             println!("requests need the header `Authorization: Bearer <your token>`");
         }
