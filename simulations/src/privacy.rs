@@ -8,6 +8,9 @@
 //! `opendp` calls [`hearth_training::release`], the node's own path, whose noise comes from the
 //! operating system.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use hearth_training::{
     Budget, Cohort, Ledger, Mode, Noise, NoiseParams, Noised, clip, release, rho_for_epsilon,
 };
@@ -35,6 +38,9 @@ pub struct Privacy {
     noise: Option<Noise>,
     sampling_rate: f64,
     distributed: bool,
+    /// ε by spent ρ (bits): OpenDP's conversion is a numeric search, and members share few
+    /// distinct totals.
+    epsilons: RefCell<HashMap<u64, f64>>,
 }
 
 impl Privacy {
@@ -109,6 +115,7 @@ impl Privacy {
             noise,
             sampling_rate: s.schedule.sampling_rate,
             distributed: false,
+            epsilons: RefCell::new(HashMap::new()),
         })
     }
 
@@ -223,7 +230,13 @@ impl Privacy {
         if self.noise.is_none() {
             return Ok(f64::INFINITY);
         }
-        Ok(ledger.epsilon()?)
+        let key = ledger.spent().to_bits();
+        if let Some(e) = self.epsilons.borrow().get(&key) {
+            return Ok(*e);
+        }
+        let e = ledger.epsilon()?;
+        self.epsilons.borrow_mut().insert(key, e);
+        Ok(e)
     }
 }
 
