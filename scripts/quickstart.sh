@@ -15,8 +15,8 @@
 #      base + community + personal adapter on the member's own held-out speeches, the privacy
 #      budget spent (ε at δ = 1e-6) and the bytes each node sent.
 #
-# Knobs (environment): ROUND_SECS (default 90), ROUNDS (3), TRAIN_SECS (per contribution, 75),
-# PERSONAL_SECS (45), NOISE (σ, 0.002), CLIP (C, 0.05), EVAL_TOKENS (1024), QUICKSTART_DIR.
+# Knobs (environment): ROUND_SECS (default 90), ROUNDS (3), TRAIN_SECS (per contribution, 60),
+# PERSONAL_SECS (45), NOISE (σ, 0.01), CLIP (C, 2), EVAL_TOKENS (1024), QUICKSTART_DIR.
 # The DP setting is a demonstration setting: with three members, the noise that a small ε needs
 # swamps the signal (docs/PRIVACY.md, "How much noise a community can afford"); the ε printed is
 # the true ε of what was released.
@@ -28,10 +28,10 @@ cd "$HEARTH_ROOT"
 
 ROUND_SECS="${ROUND_SECS:-90}"
 ROUNDS="${ROUNDS:-3}"
-TRAIN_SECS="${TRAIN_SECS:-75}"
+TRAIN_SECS="${TRAIN_SECS:-60}"
 PERSONAL_SECS="${PERSONAL_SECS:-45}"
-NOISE="${NOISE:-0.002}"
-CLIP="${CLIP:-0.05}"
+NOISE="${NOISE:-0.01}"
+CLIP="${CLIP:-2}"
 EVAL_TOKENS="${EVAL_TOKENS:-1024}"
 
 echo "==> building hearth (the first build takes a while)"

@@ -78,6 +78,7 @@ impl Member {
                 max_steps: 40,
                 max_seconds: 2.0,
                 min_seconds: 0.5,
+                max_memory_bytes: None,
             },
             rounds: Some(rounds),
             max_runtime: Some(Duration::from_secs(period * (rounds + 4))),

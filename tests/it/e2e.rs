@@ -95,12 +95,17 @@ async fn three_nodes_run_rounds_agree_and_leak_nothing() {
         .collect();
     let rounds = 3;
     let boot = vec![members[0].addr()];
+    // Member 1 has a memory limit far above its use; member 2 one below it (1 MiB): it follows
+    // the community without training or contributing.
+    let limits = [None, Some(64 << 30), Some(1 << 20)];
     let tasks: Vec<_> = members
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let b = if i == 0 { vec![] } else { boot.clone() };
-            tokio::spawn(run(m.options(&model, b, rounds), std::future::pending()))
+            let mut opts = m.options(&model, b, rounds);
+            opts.train.max_memory_bytes = limits[i];
+            tokio::spawn(run(opts, std::future::pending()))
         })
         .collect();
     let mut summaries = Vec::new();
@@ -110,10 +115,18 @@ async fn three_nodes_run_rounds_agree_and_leak_nothing() {
     for s in &summaries {
         eprintln!("{s:?}");
         assert_eq!(s.head_round, rounds, "{s:?}");
-        assert!(s.contributions >= 2, "{s:?}");
-        assert!(s.rho_spent > 0.0 && s.epsilon > 0.0, "{s:?}");
         assert!(s.bytes_sent > 0 && s.bytes_received > 0);
     }
+    for s in &summaries[..2] {
+        assert!(s.contributions >= 2, "{s:?}");
+        assert!(s.rho_spent > 0.0 && s.epsilon > 0.0, "{s:?}");
+    }
+    let limited = &summaries[2];
+    assert_eq!(
+        (limited.contributions, limited.rho_spent),
+        (0, 0.0),
+        "{limited:?}"
+    );
     let versions: HashSet<&str> = summaries.iter().map(|s| s.head_version.as_str()).collect();
     assert_eq!(versions.len(), 1, "nodes disagree: {versions:?}");
     assert_ne!(

@@ -43,6 +43,10 @@ pub struct NodeArgs {
     /// CPU threads for training (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Do not train while the node uses more than this many MiB of memory (a job over it is
+    /// abandoned), so the machine stays usable.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..))]
+    pub max_memory_mb: Option<u64>,
     /// Most seconds of training per contribution.
     #[arg(long, default_value_t = 600.0)]
     pub train_secs: f64,
@@ -117,6 +121,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             seq_len: args.seq_len as usize,
             learning_rate: args.lr,
             max_seconds: args.train_secs,
+            max_memory_bytes: args.max_memory_mb.map(|m| m << 20),
             ..TrainSettings::default()
         },
         rounds: args.rounds,

@@ -35,6 +35,9 @@ pub struct TrainSettings {
     pub max_seconds: f64,
     /// Fewest seconds worth starting a contribution for.
     pub min_seconds: f64,
+    /// Resident memory of the node above which it does not train (checked before a job and after
+    /// every step; a job over the limit is abandoned, nothing released). `None`: no limit.
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl Default for TrainSettings {
@@ -45,6 +48,7 @@ impl Default for TrainSettings {
             max_steps: 10_000,
             max_seconds: 600.0,
             min_seconds: 5.0,
+            max_memory_bytes: None,
         }
     }
 }
@@ -99,6 +103,23 @@ pub struct Contribution {
     pub final_loss: Option<f64>,
     /// The delta's L2 norm before clipping (private: logged locally only, at debug level).
     pub norm: f64,
+    /// Seconds the release took (clip, noise, quantize).
+    pub release_secs: f64,
+}
+
+/// A job was abandoned because the node used more memory than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("training stopped: the node uses {rss} bytes of memory, over its limit")]
+pub struct MemoryLimit {
+    /// Resident bytes when it stopped.
+    pub rss: u64,
+}
+
+/// This process's resident memory (Linux `/proc/self/statm`; `None` elsewhere).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// A trained, not yet released delta. It holds the member's raw update: it stays in memory and
@@ -148,12 +169,21 @@ pub fn train(job: Job) -> anyhow::Result<Trained> {
     let started = Instant::now();
     let budget = job.seconds.max(1.0);
     let mut last = started;
+    let limit = job.settings.max_memory_bytes;
+    let mut over_memory = None;
     // Stop before a step that would end past the budget (a step can take seconds on a busy
     // machine), so the release still makes the round's deadline.
     let outcome = train_community(&trainer, job.model, &global, &job.data, |_| {
         let now = Instant::now();
         let step = now.duration_since(last).as_secs_f64();
         last = now;
+        if let Some(max) = limit
+            && let Some(rss) = resident_bytes()
+            && rss > max
+        {
+            over_memory = Some(rss);
+            return ControlFlow::Break(());
+        }
         if cancel.load(Ordering::Relaxed) || started.elapsed().as_secs_f64() + step > budget {
             ControlFlow::Break(())
         } else {
@@ -161,6 +191,9 @@ pub fn train(job: Job) -> anyhow::Result<Trained> {
         }
     })
     .context("training the contribution")?;
+    if let Some(rss) = over_memory {
+        anyhow::bail!(MemoryLimit { rss });
+    }
     anyhow::ensure!(
         !job.cancel.load(Ordering::Relaxed),
         "training was cancelled"
@@ -202,6 +235,7 @@ pub fn release_trained(
     sampling_rate: f64,
     mut ledger: Ledger,
 ) -> anyhow::Result<Contribution> {
+    let started = Instant::now();
     let released = release(&mut ledger, round, noise, sampling_rate, &mut trained.delta)?;
     let (quantized, noise_std) = match (released.noised, noise) {
         (Noised::Local(values), Noise::Local(g)) => (bridge::quantize_wire(&values)?, g.std()),
@@ -225,6 +259,7 @@ pub fn release_trained(
         tokens_per_sec: trained.tokens_per_sec,
         final_loss: trained.final_loss,
         norm: released.clip.norm,
+        release_secs: started.elapsed().as_secs_f64(),
     })
 }
 
@@ -242,4 +277,18 @@ pub fn run_local(job: Job) -> anyhow::Result<Contribution> {
     );
     let trained = train(job)?;
     release_trained(trained, round, &noise, rate, ledger)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let rss = resident_bytes().unwrap();
+            assert!(rss > 1 << 20, "{rss}");
+            assert!(rss < 1 << 40, "{rss}");
+        }
+    }
 }

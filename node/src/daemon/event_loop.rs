@@ -91,6 +91,7 @@ struct Node {
     wrong_source: u64,
     bootstrap: Vec<Multiaddr>,
     last_dial: Instant,
+    last_release_secs: f64,
 }
 
 fn peer_of(member: &MemberId) -> Option<PeerId> {
@@ -274,6 +275,7 @@ impl Node {
                 wrong_source: 0,
                 bootstrap,
                 last_dial: Instant::now(),
+                last_release_secs: 0.0,
             },
             events,
             rx,
@@ -470,10 +472,18 @@ impl Node {
         if self.ledger.check(self.rho_per_release).is_err() {
             return;
         }
+        if let Some(max) = self.opts.train.max_memory_bytes
+            && contribute::resident_bytes().is_some_and(|rss| rss > max)
+        {
+            return;
+        }
         let Some(current) = self.community.scheduled_round(now) else {
             return;
         };
-        let margin = release_margin(&self.manifest);
+        // What the last release took, with room to spare, or the estimate before the first.
+        let margin = release_margin(&self.manifest)
+            .max(1.5 * self.last_release_secs)
+            .min(self.manifest.schedule.submit_secs as f64 / 2.0);
         let first = current.max(self.last_started() + 1);
         let secure = self.community.secure();
         let Some((round, seconds)) = (first..first + 2).find_map(|r| {
@@ -886,18 +896,23 @@ impl Node {
                 self.releasing = false;
                 match *result {
                     Ok(c) if c.base_version == self.community.head().version() => {
+                        self.last_release_secs = c.release_secs;
                         debug!(
                             round = c.round,
+                            release_secs = c.release_secs,
                             norm = c.norm,
                             clip = self.manifest.privacy.clip_norm,
                             "contribution ready"
                         );
                         self.ready = Some(c);
                     }
-                    Ok(c) => debug!(
-                        round = c.round,
-                        "contribution made on an old version: dropped, nothing charged"
-                    ),
+                    Ok(c) => {
+                        self.last_release_secs = c.release_secs;
+                        debug!(
+                            round = c.round,
+                            "contribution made on an old version: dropped, nothing charged"
+                        );
+                    }
                     Err(e) => self.training_failed(&e),
                 }
             }
@@ -908,6 +923,11 @@ impl Node {
     fn training_failed(&mut self, e: &anyhow::Error) {
         if self.cancel.load(Ordering::Relaxed) {
             debug!(error = %e, "training stopped");
+        } else if let Some(m) = e.downcast_ref::<contribute::MemoryLimit>() {
+            warn!(
+                rss = m.rss,
+                "over the memory limit: this round's contribution is abandoned"
+            );
         } else if e
             .downcast_ref::<hearth_training::Error>()
             .is_some_and(|e| matches!(e, hearth_training::Error::BudgetExceeded { .. }))
