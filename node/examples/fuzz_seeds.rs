@@ -118,9 +118,18 @@ fn gguf_array(ty: u32, items: &[Vec<u8>]) -> Vec<u8> {
 /// Every metadata value type (nested arrays too) and every supported tensor encoding.
 fn gguf_every_type() -> GgufFile {
     let f16_one = 0x3c00u16.to_le_bytes(); // 1.0
-    let q8_0: Vec<u8> = f16_one.iter().copied().chain((0..32).map(|i| i as u8)).collect();
+    let q8_0: Vec<u8> = f16_one
+        .iter()
+        .copied()
+        .chain((0..32).map(|i| i as u8))
+        .collect();
     let q4_0: Vec<u8> = f16_one.iter().copied().chain(0..16).collect();
-    let q4_1: Vec<u8> = f16_one.iter().chain(&f16_one).copied().chain(0..16).collect();
+    let q4_1: Vec<u8> = f16_one
+        .iter()
+        .chain(&f16_one)
+        .copied()
+        .chain(0..16)
+        .collect();
     let f32s: Vec<u8> = [1.0f32, -2.0, 0.5, 3.25, 0.0, -0.0]
         .iter()
         .flat_map(|v| v.to_le_bytes())
@@ -146,12 +155,21 @@ fn gguf_every_type() -> GgufFile {
         .kv(
             "ints",
             9,
-            &gguf_array(5, &[1i32.to_le_bytes().to_vec(), 3i32.to_le_bytes().to_vec()]),
+            &gguf_array(
+                5,
+                &[1i32.to_le_bytes().to_vec(), 3i32.to_le_bytes().to_vec()],
+            ),
         )
         .kv(
             "nested",
             9,
-            &gguf_array(9, &[gguf_array(0, &[vec![1], vec![2]]), gguf_array(7, &[vec![0]])]),
+            &gguf_array(
+                9,
+                &[
+                    gguf_array(0, &[vec![1], vec![2]]),
+                    gguf_array(7, &[vec![0]]),
+                ],
+            ),
         )
         .tensor("f32", &[3, 2], 0, &f32s[..24])
         .tensor("f16", &[2], 1, &[0x00, 0x3c, 0x00, 0xc0])
@@ -191,10 +209,7 @@ fn safetensors(tensors: &[(String, Vec<usize>, bool, Vec<f32>)]) -> Result<Vec<u
             }),
         );
     }
-    header.insert(
-        "__metadata__".into(),
-        serde_json::json!({ "format": "pt" }),
-    );
+    header.insert("__metadata__".into(), serde_json::json!({ "format": "pt" }));
     let mut header = serde_json::to_vec(&header)?;
     header.resize(header.len().next_multiple_of(8), b' ');
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
@@ -240,12 +255,20 @@ fn hf_checkpoint(model: &LlamaConfig, gguf: &[u8]) -> Result<(String, Vec<u8>)> 
         "rope_scaling": null,
         "torch_dtype": "float32"
     });
-    Ok((serde_json::to_string_pretty(&config)?, safetensors(&tensors)?))
+    Ok((
+        serde_json::to_string_pretty(&config)?,
+        safetensors(&tensors)?,
+    ))
 }
 
 /// `(d_in, d_out)` of a target in `model`.
 fn target_dims(model: &LlamaConfig, target: Target) -> (usize, usize) {
-    let (h, q, kv, f) = (model.hidden, model.q_dim(), model.kv_dim(), model.intermediate);
+    let (h, q, kv, f) = (
+        model.hidden,
+        model.q_dim(),
+        model.kv_dim(),
+        model.intermediate,
+    );
     match target {
         Target::Q => (h, q),
         Target::K | Target::V => (h, kv),
@@ -351,7 +374,10 @@ impl Seeds {
 
 fn gguf_seeds(seeds: &mut Seeds, model: &LlamaConfig) -> Result<Vec<u8>> {
     let tiny = tiny::gguf_bytes(model, 1)?;
-    let loaded = Llama::load(&GgufWeights::new(Gguf::from_bytes(tiny.clone())?)?, &Device::flex());
+    let loaded = Llama::load(
+        &GgufWeights::new(Gguf::from_bytes(tiny.clone())?)?,
+        &Device::flex(),
+    );
     ensure!(loaded.is_ok(), "the tiny gguf does not load");
     seeds.write("gguf", "tiny-model", &tiny)?;
     let every = gguf_every_type();
@@ -393,10 +419,17 @@ fn model_file_seeds(seeds: &mut Seeds, model: &LlamaConfig, tiny: &[u8]) -> Resu
     let opened = HfCheckpoint::open(&dir).map(|c| Llama::load(&c, &Device::flex()).is_ok());
     std::fs::remove_dir_all(&dir)?;
     ensure!(opened?, "the tiny checkpoint does not load");
-    seeds.write("hf_checkpoint", "tiny", &join2(config.as_bytes(), &tensors)?)?;
+    seeds.write(
+        "hf_checkpoint",
+        "tiny",
+        &join2(config.as_bytes(), &tensors)?,
+    )?;
 
     for (name, config) in [
-        ("rank2-qv", LoraConfig::new(2, 4.0, vec![Target::Q, Target::V])),
+        (
+            "rank2-qv",
+            LoraConfig::new(2, 4.0, vec![Target::Q, Target::V]),
+        ),
         (
             "rank1-all-ffa",
             LoraConfig::new(1, 2.0, Target::ALL.to_vec())
@@ -422,7 +455,8 @@ fn node_seeds(seeds: &mut Seeds) -> Result<()> {
         manifest: manifest.clone(),
         certificate: cert.clone(),
         bootstrap: vec![
-            "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo".into(),
+            "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"
+                .into(),
         ],
     };
     let dir = std::env::temp_dir().join(format!("hearth-fuzz-invite-{}", std::process::id()));
@@ -440,7 +474,11 @@ fn node_seeds(seeds: &mut Seeds) -> Result<()> {
         bootstrap: vec![],
         ..invite
     };
-    seeds.write("invite", "other-member", &serde_cbor::to_vec(&other_invite)?)?;
+    seeds.write(
+        "invite",
+        "other-member",
+        &serde_cbor::to_vec(&other_invite)?,
+    )?;
 
     let requests = [
         (
@@ -482,7 +520,10 @@ fn node_seeds(seeds: &mut Seeds) -> Result<()> {
         ),
         ("record", Response::Record(Some(record))),
         ("no-record", Response::Record(None)),
-        ("delta", Response::Delta(Some(ByteBuf::from(vec![0xa5; 40])))),
+        (
+            "delta",
+            Response::Delta(Some(ByteBuf::from(vec![0xa5; 40]))),
+        ),
         ("no-delta", Response::Delta(None)),
         ("error", Response::Error("busy".into())),
     ];
