@@ -113,7 +113,7 @@ fi
 
 echo "==> training each member's personal adapter (${PERSONAL_SECS}s each; it never leaves the member)"
 for i in 0 1 2; do
-    "$hearth" train --home "$dir/member$i/home" --key-file "$dir/member$i/key" --secs "$PERSONAL_SECS" --threads 2 \
+    "$hearth" train --home "$dir/member$i/home" --key-file "$dir/member$i/key" --secs "$PERSONAL_SECS" --threads 2 --hold-out \
         2>/dev/null | sed "s/^/   member $i: /"
 done
 

@@ -45,10 +45,16 @@ pub struct TrainArgs {
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Leave the held-out split (the last 20 % of each document) out of training, so that
+    /// `hearth eval` measures the personal adapter on text it has not seen. Default: train on
+    /// all of the member's data.
+    #[arg(long)]
+    pub hold_out: bool,
 }
 
 /// Runs `hearth train`: a personal adapter (standard LoRA on q and v) over the base model and the
-/// community adapter, on the training split of the member's documents; kept sealed in the store.
+/// community adapter, on all of the member's documents (or their training split with
+/// `--hold-out`); kept sealed in the store.
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.secs.is_finite() && args.secs >= 1.0,
@@ -78,7 +84,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         &device,
     )?;
     let (round, _) = local::attach_community(&home, &manifest, &mut model)?;
-    let full = Dataset::from_documents(&docs, &tokenizer, HELD_OUT_FRACTION)?;
+    let fraction = if args.hold_out {
+        HELD_OUT_FRACTION
+    } else {
+        0.0
+    };
+    let full = Dataset::from_documents(&docs, &tokenizer, fraction)?;
     let data = Dataset::new(full.train().to_vec(), Vec::new());
     let mut seed = [0u8; 8];
     crate::secrets::random_fill(&mut seed)?;
