@@ -28,7 +28,7 @@ pub struct NodeArgs {
     /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4011 or /ip4/0.0.0.0/udp/4011/quic-v1.
     #[arg(long = "listen", value_name = "MULTIADDR", default_values_t = ["/ip4/0.0.0.0/tcp/4011".parse::<Multiaddr>().expect("literal"), "/ip4/0.0.0.0/udp/4011/quic-v1".parse::<Multiaddr>().expect("literal")])]
     pub listen: Vec<Multiaddr>,
-    /// Peer to dial at start besides the invite's (multiaddr with /p2p/<peer id>; repeatable).
+    /// Peer to dial at start besides the invite's (multiaddr with `/p2p/<peer id>`; repeatable).
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
     /// Do not look for peers on the local network with mDNS (multicast).
