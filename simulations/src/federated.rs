@@ -367,10 +367,11 @@ impl<'w> Federated<'w> {
         let bytes = 4 * self.world.base.elements() as u64 + SYNC_OVERHEAD;
         for i in 0..self.nodes.len() {
             if self.down[i] {
+                // Restoring also ends the round the node left open when it went down.
                 if self.nodes[i].head().version() != state.version() {
-                    self.nodes[i].restore(round, state.clone(), recent.clone())?;
                     self.net.transfer(live, i, bytes);
                 }
+                self.nodes[i].restore(round, state.clone(), recent.clone())?;
                 self.down[i] = false;
             }
         }
