@@ -152,6 +152,19 @@ impl LlamaHparams {
             bos_token_id: optional_id("tokenizer.ggml.bos_token_id")?,
             eos_token_id: optional_id("tokenizer.ggml.eos_token_id")?,
         };
+        // Every block has `LAYER_NAMES.len()` tensors: a block count the file cannot hold is
+        // corrupt, and would have a loader reserve memory for blocks that are not there.
+        let n_tensors = gguf.tensor_infos().len();
+        if hparams.num_layers > n_tensors / LAYER_NAMES.len() {
+            return Err(Error::Metadata {
+                key: key("block_count"),
+                reason: format!(
+                    "{} blocks need {} tensors, the file has {n_tensors}",
+                    hparams.num_layers,
+                    hparams.num_layers.saturating_mul(LAYER_NAMES.len())
+                ),
+            });
+        }
         hparams.validate()?;
         Ok(hparams)
     }

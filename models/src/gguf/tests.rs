@@ -451,6 +451,35 @@ fn hparams_reject_other_architectures_and_missing_keys() {
     );
 }
 
+/// Found by the `gguf` fuzz target: `llama.block_count` 4,128,769 in a 16 KiB file had the
+/// loader reserve 3.8 GB for blocks before it found the first one missing.
+#[test]
+fn block_count_beyond_the_tensors_is_rejected() {
+    let with_blocks = |n: u32| {
+        let mut w = tiny_llama(true);
+        w.kvs.retain(|(k, _)| k != "llama.block_count");
+        Gguf::from_bytes(w.kv("llama.block_count", Value::U32(n)).to_bytes()).unwrap()
+    };
+    // 2 blocks of 9 tensors and 2 global tensors: 2 blocks fit, 3 do not.
+    assert_eq!(with_blocks(2).tensor_infos().len(), 20);
+    assert_eq!(
+        LlamaHparams::from_gguf(&with_blocks(2)).unwrap().num_layers,
+        2
+    );
+    for n in [3, 0x003f_0001, u32::MAX] {
+        let err = LlamaHparams::from_gguf(&with_blocks(n))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "gguf metadata llama.block_count: {n} blocks need {} tensors, the file has 20",
+                n as usize * 9
+            )
+        );
+    }
+}
+
 #[test]
 fn name_map_round_trips() {
     assert_eq!(
