@@ -268,6 +268,20 @@ impl HfCheckpoint {
             }
             shards.push(shard);
         }
+        // Every layer has `LAYER_SUFFIXES.len()` tensors: a layer count the checkpoint cannot
+        // hold is corrupt, and would have a loader reserve memory for layers that are not there.
+        let per_layer = names::LAYER_SUFFIXES.len();
+        if hparams.num_layers > location.len() / per_layer {
+            return Err(bad(
+                "config.json",
+                format!(
+                    "{} hidden layers need {} tensors, the checkpoint has {}",
+                    hparams.num_layers,
+                    hparams.num_layers.saturating_mul(per_layer),
+                    location.len()
+                ),
+            ));
+        }
         let mut hparams = hparams;
         if !location.contains_key(names::LM_HEAD) {
             hparams.tie_word_embeddings = true;

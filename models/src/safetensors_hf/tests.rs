@@ -301,6 +301,33 @@ fn rejects_unsafe_shard_names_and_duplicates() {
     assert!(err.contains("more than one shard"), "{err}");
 }
 
+/// As the `gguf` fuzz target found for GGUF files: a layer count far beyond the tensors had
+/// `Llama::load` reserve memory for every layer before it found the first one missing.
+#[test]
+fn layer_count_beyond_the_tensors_is_rejected() {
+    let dir = checkpoint(true, false, Dtype::F32, 1);
+    // 2 layers of 9 tensors and 2 global tensors: 2 layers fit, 3 do not.
+    assert_eq!(
+        HfCheckpoint::open(dir.path()).unwrap().tensor_names().len(),
+        20
+    );
+    for layers in [3, 1 << 24] {
+        let json = config(true).replace(
+            &format!(r#""num_hidden_layers": {LAYERS}"#),
+            &format!(r#""num_hidden_layers": {layers}"#),
+        );
+        std::fs::write(dir.path().join("config.json"), json).unwrap();
+        let err = HfCheckpoint::open(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "malformed config.json: {layers} hidden layers need {} tensors, the checkpoint has 20",
+                layers * 9
+            )
+        );
+    }
+}
+
 #[test]
 fn json_files_are_size_capped() {
     let dir = tempfile::tempdir().unwrap();
