@@ -11,3 +11,5 @@ mod adapters;
 mod api;
 /// `hearth chat`: one-shot and conversation over stdin.
 mod chat;
+/// The official `openai` Python client against `hearth serve` (opt-in: needs the package).
+mod openai_client;
