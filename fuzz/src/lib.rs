@@ -13,6 +13,12 @@ pub fn peft_model() -> LlamaConfig {
     LlamaConfig::new(267, 8, 16, 1, 2, 1, 4)
 }
 
+/// The context, in tokens, of the model behind the `api` target.
+pub const API_CONTEXT: usize = 32;
+
+/// The most tokens an answer of the `api` target may ask for.
+pub const API_MAX_TOKENS: usize = 4;
+
 /// The seed of the member key the seed corpus's invite is issued to.
 pub const INVITE_MEMBER_SEED: [u8; 32] = [0x11; 32];
 

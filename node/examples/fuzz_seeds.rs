@@ -1,5 +1,5 @@
 //! Writes the seed corpus of the fuzz targets in `fuzz/` that need the model and node crates
-//! (`gguf`, `gguf_tokenizer`, `hf_config`, `hf_checkpoint`, `peft`, `sync`, `invite`); the
+//! (`gguf`, `gguf_tokenizer`, `hf_config`, `hf_checkpoint`, `peft`, `sync`, `invite`, `api`); the
 //! protocol targets' seeds come from `hearth-protocol`'s `fuzz_seeds` example. Every seed is
 //! checked here to decode as the target decodes it, so the fuzzers start from valid inputs.
 //!
@@ -535,6 +535,44 @@ fn node_seeds(seeds: &mut Seeds) -> Result<()> {
     Ok(())
 }
 
+/// Request bodies of the local API, each prefixed by the endpoint selector of the `api` target
+/// (0: chat completions, 1: completions).
+fn api_seeds(seeds: &mut Seeds) -> Result<()> {
+    let bodies = [
+        (
+            "chat",
+            0u8,
+            serde_json::json!({"model": "base", "max_tokens": 3, "temperature": 0,
+                "messages": [{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": "the inner heart"}]}),
+        ),
+        (
+            "chat-stream",
+            0,
+            serde_json::json!({"messages": [{"role": "user",
+                    "content": [{"type": "text", "text": "he"}]}],
+                "stream": true, "stream_options": {"include_usage": true},
+                "stop": ["\n", "er"], "seed": 7, "top_p": 0.9}),
+        ),
+        (
+            "completion",
+            1,
+            serde_json::json!({"prompt": "the", "max_tokens": 2, "temperature": 0.5, "seed": 3}),
+        ),
+        (
+            "completion-tokens",
+            1,
+            serde_json::json!({"prompt": [[1, 2, 3]], "stream": true, "n": 1,
+                "logprobs": null, "echo": false, "max_completion_tokens": 1}),
+        ),
+    ];
+    for (name, endpoint, body) in bodies {
+        let bytes = [&[endpoint][..], &serde_json::to_vec(&body)?].concat();
+        seeds.write("api", name, &bytes)?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let root = PathBuf::from(
         std::env::args()
@@ -549,6 +587,7 @@ fn main() -> Result<()> {
     let tiny = gguf_seeds(&mut seeds, &model)?;
     model_file_seeds(&mut seeds, &model, &tiny)?;
     node_seeds(&mut seeds)?;
+    api_seeds(&mut seeds)?;
     println!("wrote {} seeds to {}", seeds.count, show(&root));
     Ok(())
 }
