@@ -1,7 +1,8 @@
 //! Writes the seed corpus of the fuzz targets in `fuzz/` that need the model and node crates
-//! (`gguf`, `gguf_tokenizer`, `hf_config`, `hf_checkpoint`, `peft`, `sync`, `invite`, `api`); the
-//! protocol targets' seeds come from `hearth-protocol`'s `fuzz_seeds` example. Every seed is
-//! checked here to decode as the target decodes it, so the fuzzers start from valid inputs.
+//! (`gguf`, `gguf_tokenizer`, `hf_config`, `hf_checkpoint`, `peft`, `sync`, `invite`, `api`,
+//! `ingest`); the protocol targets' seeds come from `hearth-protocol`'s `fuzz_seeds` example.
+//! Every seed but the `api` request bodies (built as JSON values, not sent to a server here) is
+//! checked to decode as its target decodes it, so the fuzzers start from valid inputs.
 //!
 //! `cargo run -p hearth-node --example fuzz_seeds -- fuzz/corpus`
 //!
@@ -573,6 +574,43 @@ fn api_seeds(seeds: &mut Seeds) -> Result<()> {
     Ok(())
 }
 
+/// Files a member may ingest, each prefixed by the kind selector of the `ingest` target (0:
+/// `.jsonl` chat records, 1: `.txt`, 2: `.md`); each must ingest as one document.
+fn ingest_seeds(seeds: &mut Seeds) -> Result<()> {
+    let chats = concat!(
+        r#"{"messages": [{"role": "system", "content": "Be kind."}, "#,
+        r#"{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#,
+        "\n\n",
+        r#"{"messages": [{"role": "user", "content": "again"}], "meta": 1}"#,
+        "\n"
+    );
+    let files = [
+        ("chats", 0u8, "chats.jsonl", chats),
+        ("text", 1, "notes.txt", "Dear diary,\nthe inner heart.\n"),
+        (
+            "markdown",
+            2,
+            "notes.md",
+            "# Notes\n\n* one\n* two \u{e9}\n",
+        ),
+    ];
+    for (name, kind, file, text) in files {
+        let dir = std::env::temp_dir().join(format!("hearth-fuzz-ingest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(file), text)?;
+        let ingested = hearth_training::data::ingest(&dir);
+        std::fs::remove_dir_all(&dir)?;
+        let ingested = ingested?;
+        ensure!(
+            ingested.documents.len() == 1 && ingested.skipped.is_empty(),
+            "the {name} seed does not ingest as one document: {:?}",
+            ingested.skipped
+        );
+        seeds.write("ingest", name, &[&[kind][..], text.as_bytes()].concat())?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let root = PathBuf::from(
         std::env::args()
@@ -588,6 +626,7 @@ fn main() -> Result<()> {
     model_file_seeds(&mut seeds, &model, &tiny)?;
     node_seeds(&mut seeds)?;
     api_seeds(&mut seeds)?;
+    ingest_seeds(&mut seeds)?;
     println!("wrote {} seeds to {}", seeds.count, show(&root));
     Ok(())
 }
