@@ -89,9 +89,12 @@ for i in 0 1 2; do
     "$hearth" ingest "$dir/member$i/data" --home "$dir/member$i/home" --key-file "$dir/member$i/key" | sed "s/^/   member $i (${speakers[$i]}): /"
 done
 
-echo "==> running 3 nodes for $ROUNDS rounds (logs in $dir/member*/node.log)"
+echo "==> running 3 nodes for $ROUNDS rounds (logs in $dir/member*/node.log; member 0's API: http://127.0.0.1:$(( base_port + 10 ))/metrics)"
 for i in 0 1 2; do
-    "$hearth" node --home "$dir/member$i/home" --key-file "$dir/member$i/key" \
+    # Member 0's node also serves the local API (its /metrics and /status show the rounds live).
+    api=(--no-api)
+    [ "$i" -eq 0 ] && api=(--api-addr "127.0.0.1:$(( base_port + 10 ))")
+    "$hearth" node --home "$dir/member$i/home" --key-file "$dir/member$i/key" "${api[@]}" \
         --listen "/ip4/127.0.0.1/tcp/$(( base_port + i ))" --no-mdns --threads 1 \
         --rounds "$ROUNDS" --train-secs "$TRAIN_SECS" --summary "$dir/member$i/summary.json" \
         > "$dir/member$i/summary.out" 2> "$dir/member$i/node.log" &
@@ -141,7 +144,7 @@ PY
 cat <<EOF
 
 Done. The stores stay in $dir. Next:
-  $hearth generate --chat --prompt "Speak of love" --model assets/SmolLM2-135M-Instruct.Q4_1.gguf
+  $hearth chat --home $dir/member0/home --key-file $dir/member0/key --prompt "Speak of love"
   $hearth eval --home $dir/member0/home --key-file $dir/member0/key
   Run a node for real: docs/OPERATIONS.md (hearth init, join, ingest, node).
   scripts/test.sh runs the tests.

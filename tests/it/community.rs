@@ -84,6 +84,7 @@ impl Member {
             max_runtime: Some(Duration::from_secs(period * (rounds + 4))),
             summary: Some(self.summary()),
             capture: Some(self.capture()),
+            api: None,
         }
     }
 }

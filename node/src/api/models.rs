@@ -185,6 +185,11 @@ impl Models {
         self.base.config().max_seq_len
     }
 
+    /// The community adapter's weights, when one is attached.
+    pub fn community_weights(&self) -> Option<&AdapterWeights> {
+        self.community.as_ref().map(|(_, w)| w)
+    }
+
     /// The community adapter's round, when one is attached.
     pub fn community_round(&self) -> Option<u64> {
         self.community.as_ref().map(|(r, _)| *r)

@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use libp2p::Multiaddr;
 
 use super::HomeArgs;
-use crate::daemon::{Options, TrainSettings};
+use super::serve::ApiArgs;
+use crate::daemon::{ApiOptions, Options, TrainSettings};
 use crate::home::{Home, unlock_from};
 
 /// Log output formats.
@@ -71,6 +72,15 @@ pub struct NodeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Do not serve the local API.
+    #[arg(long)]
+    pub no_api: bool,
+    /// Context length the API serves, in tokens.
+    #[arg(long, default_value_t = crate::model::DEFAULT_CONTEXT as u32, value_parser = clap::value_parser!(u32).range(16..=131072))]
+    pub context: u32,
+    /// The local API (models, /status, /metrics).
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Sets the global rayon pool size (Burn's CPU backend computes on it).
@@ -106,6 +116,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         args.lr.is_finite() && args.lr > 0.0,
         "--lr must be a positive number"
     );
+    let api = if args.no_api {
+        None
+    } else {
+        Some(ApiOptions {
+            config: args.api.config()?,
+            context: args.context as usize,
+        })
+    };
     set_threads(args.threads);
     let home = args.home.path()?;
     let unlock = unlock_from(args.home.key_file.as_deref(), false)?;
@@ -128,6 +146,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         max_runtime: args.max_runtime.map(Duration::from_secs),
         summary: args.summary,
         capture: args.capture,
+        api,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -24,6 +24,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::contribute::{self, Contribution, Job, Trained};
 use super::persist::{self, WireRecord};
+use super::serving::Serving;
 use super::sync::{self, MAX_CERTIFICATES, Request, Response};
 use super::{Options, Summary};
 use crate::home::{Home, unix_now};
@@ -92,6 +93,7 @@ struct Node {
     bootstrap: Vec<Multiaddr>,
     last_dial: Instant,
     last_release_secs: f64,
+    serving: Option<Serving>,
 }
 
 fn peer_of(member: &MemberId) -> Option<PeerId> {
@@ -117,6 +119,17 @@ pub async fn run(
     let span = info_span!("node", member = %me.short());
     async move {
         let (mut node, mut events, mut internal) = Node::start(opts, home)?;
+        if let Some(api) = node.opts.api.clone() {
+            let serving = Serving::start(
+                &node.home,
+                &api,
+                node.opts.model.as_deref(),
+                &node.manifest.lora,
+                node.community.head(),
+            )
+            .await?;
+            node.serving = Some(serving);
+        }
         let started = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -276,6 +289,7 @@ impl Node {
                 bootstrap,
                 last_dial: Instant::now(),
                 last_release_secs: 0.0,
+                serving: None,
             },
             events,
             rx,
@@ -389,7 +403,23 @@ impl Node {
         let outputs = self.community.tick(now);
         self.handle_outputs(outputs, now).await?;
         self.maybe_train(now);
+        self.update_serving();
         Ok(())
+    }
+
+    /// Keeps the local API's metrics, status and community model up to date.
+    fn update_serving(&mut self) {
+        if self.serving.is_none() {
+            return;
+        }
+        self.fill_summary();
+        let peers = self.connected.len();
+        let round = self.community.head_round();
+        let head = self.community.head();
+        if let Some(serving) = self.serving.as_mut() {
+            serving.update(&self.summary, peers);
+            serving.serve_head(round, head);
+        }
     }
 
     /// Submits the ready contribution when the open round is in its submit phase, this member is
@@ -1037,6 +1067,23 @@ impl Node {
     }
 
     fn finish(mut self) -> anyhow::Result<Summary> {
+        self.fill_summary();
+        if let Some(path) = &self.opts.summary {
+            std::fs::write(path, serde_json::to_vec_pretty(&self.summary)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        info!(
+            head_round = self.summary.head_round,
+            version = %self.community.head().version().short(),
+            epsilon = format!("{:.2}", self.summary.epsilon),
+            bytes_sent = self.summary.bytes_sent,
+            "node stopped"
+        );
+        Ok(self.summary)
+    }
+
+    /// Brings the summary's totals up to date.
+    fn fill_summary(&mut self) {
         let stats = self.client.stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         self.summary.head_round = self.community.head_round();
@@ -1057,18 +1104,6 @@ impl Node {
                 .rejected
                 .push(("wrong_source".into(), self.wrong_source));
         }
-        if let Some(path) = &self.opts.summary {
-            std::fs::write(path, serde_json::to_vec_pretty(&self.summary)?)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        info!(
-            head_round = self.summary.head_round,
-            version = %self.community.head().version().short(),
-            epsilon = format!("{:.2}", self.summary.epsilon),
-            bytes_sent = self.summary.bytes_sent,
-            "node stopped"
-        );
-        Ok(self.summary)
     }
 }
 

@@ -24,6 +24,7 @@
 pub mod contribute;
 mod event_loop;
 pub mod persist;
+mod serving;
 pub mod sync;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use contribute::TrainSettings;
 pub use event_loop::run;
+pub use serving::ApiOptions;
 
 use crate::secrets::Unlock;
 
@@ -66,6 +68,8 @@ pub struct Options {
     /// responses) to this file, each as a 4-byte little-endian length and the bytes (for tests
     /// that check what leaves a node).
     pub capture: Option<PathBuf>,
+    /// Serve the local API (models, `/status`, `/metrics`) next to the daemon.
+    pub api: Option<ApiOptions>,
 }
 
 /// What a node did, printed and written as JSON when it stops.
