@@ -13,7 +13,6 @@ use hearth_protocol::{DeltaSubmission, Hash32, Manifest, VersionAnnouncement};
 
 use crate::adapter::State;
 use crate::aggregate::{Input, Values, aggregate, bounded_factor};
-use crate::config::Weighting;
 use crate::error::{Error, Result};
 use crate::hooks::GroupSum;
 use crate::optimizer::step;
@@ -46,13 +45,13 @@ impl VersionRecord {
     }
 }
 
-/// The next state from checked `deltas` (any order; duplicates by hash must already be gone).
+/// The next state from checked `deltas` (any order; duplicates by hash must already be gone),
+/// weighted by the manifest's [`Weighting`](hearth_protocol::Weighting).
 ///
 /// Errors with [`Error::TooFew`] below the manifest's `min_contributions`, or when the update is
 /// not finite.
 pub fn next_from_deltas(
     manifest: &Manifest,
-    weighting: Weighting,
     parent: &State,
     round: u64,
     deltas: &[&DeltaSubmission],
@@ -84,7 +83,7 @@ pub fn next_from_deltas(
         inputs.push(Input {
             values: v,
             factor: bounded_factor(int_norm, f64::from(delta.scale), bound),
-            weight: weighting.weight(delta.sample_count),
+            weight: manifest.aggregation.weighting.weight(delta.sample_count),
         });
     }
     let update = aggregate(manifest.aggregation.rule, &inputs, d);

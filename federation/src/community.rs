@@ -233,7 +233,7 @@ impl Community {
             clock: PhaseClock::new(schedule, start, self.secure()),
             elements: self.head.adapter.len(),
             manifest: self.manifest.clone(),
-            min_group_size: self.config.min_group_size,
+            min_group_size: self.manifest.aggregation.min_group_size as usize,
             members,
         };
         let mut out = Vec::new();
@@ -417,14 +417,8 @@ impl Community {
             }
         } else {
             let included: Vec<&DeltaSubmission> = round.deltas.values().map(|h| &h.delta).collect();
-            next_from_deltas(
-                &self.manifest,
-                self.config.weighting,
-                &round.parent_state,
-                number,
-                &included,
-            )
-            .map_err(fail_reason)
+            next_from_deltas(&self.manifest, &round.parent_state, number, &included)
+                .map_err(fail_reason)
         };
         let result = result.and_then(|(record, state)| {
             match self.probe.as_mut() {

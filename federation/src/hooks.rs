@@ -7,7 +7,8 @@
 //!
 //! Under secure aggregation only sums are visible, so a member's norm cannot be checked and a
 //! robust rule cannot see individual deltas. The round therefore works on *groups*: the cohort is
-//! partitioned deterministically into groups of at least [`Config::min_group_size`] members
+//! partitioned deterministically into groups of at least the manifest's
+//! [`min_group_size`](hearth_protocol::Aggregation::min_group_size) members
 //! ([`groups`](crate::groups), from the round seed), each group is aggregated securely, and the
 //! engine hands the round one [`GroupSum`] per group. The round then
 //!
@@ -22,8 +23,6 @@
 //! A minority of groups holding attackers can then move a robust aggregate only as far as the
 //! rule allows; an attacker inside a group is diluted by the group's honest members and bounded
 //! by step 2.
-//!
-//! [`Config::min_group_size`]: crate::Config
 
 use std::fmt;
 
@@ -54,7 +53,8 @@ pub struct RoundInfo {
     pub elements: usize,
     /// The community manifest (privacy, schedule, limits).
     pub manifest: Manifest,
-    /// Smallest group ([`Config::min_group_size`](crate::Config)).
+    /// Smallest group (the manifest's
+    /// [`min_group_size`](hearth_protocol::Aggregation::min_group_size)).
     pub min_group_size: usize,
     /// Members holding a contributor certificate valid at the round's start and not revoked,
     /// sorted: the population the cohort is drawn from. Secure aggregation fixes its groups from

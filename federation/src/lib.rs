@@ -73,7 +73,7 @@ pub use crate::{
         COHORT_DOMAIN, GROUP_DOMAIN, ROUND_SEED_DOMAIN, groups, in_cohort, round_seed, threshold,
     },
     community::Community,
-    config::{Config, Weighting},
+    config::Config,
     error::{Error, Result},
     hooks::{Calibration, GROUP_SUM_DOMAIN, GroupSum, Probe, RoundInfo, SecureAggregator},
     optimizer::step,

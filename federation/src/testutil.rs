@@ -71,6 +71,7 @@ pub(crate) fn manifest(rule: Rule) -> Manifest {
         aggregation: Aggregation {
             rule,
             optimizer: ServerOptimizer::None,
+            ..Aggregation::default()
         },
         schedule: Schedule {
             period: Period::Every { secs: 600 },

@@ -261,13 +261,53 @@ pub enum ServerOptimizer {
     },
 }
 
-/// Aggregation rule and server optimizer.
+/// Smallest secure-aggregation group a manifest may set (SecAgg+ needs three members: with two,
+/// each would learn the other's input from the sum).
+pub const MIN_GROUP_SIZE: u32 = 3;
+
+/// Largest sample-count weight cap a manifest may set.
+pub const MAX_WEIGHT_CAP: u32 = 1 << 20;
+
+/// How the weighted mean weighs a member's delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// Every member counts once (default). Matches user-level DP, where one member is the unit,
+    /// and gives a member nothing to gain by inflating its `sample_count`.
+    #[default]
+    Uniform,
+    /// Weight `clamp(sample_count, 1, cap)` (FedAvg's weighting with a cap). Only for plain
+    /// (local DP) rounds: under secure aggregation only unweighted sums exist. Note that
+    /// `sample_count` is sent in the clear and is not covered by DP.
+    SampleCount {
+        /// Largest weight one member can get, `1..=`[`MAX_WEIGHT_CAP`].
+        cap: u32,
+    },
+}
+
+impl Weighting {
+    /// The weight of a delta with `sample_count` examples.
+    pub fn weight(self, sample_count: u32) -> f64 {
+        match self {
+            Weighting::Uniform => 1.0,
+            Weighting::SampleCount { cap } => f64::from(sample_count.clamp(1, cap.max(1))),
+        }
+    }
+}
+
+/// Aggregation rule, weighting, server optimizer and secure-aggregation group size: everything
+/// that decides the next version, so that every node of the community computes the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregation {
     /// Combination rule. Default mean.
     pub rule: Rule,
     /// Server optimizer. Default none.
     pub optimizer: ServerOptimizer,
+    /// Weighting of [`Rule::Mean`] over plain (local-DP) deltas. Default uniform.
+    pub weighting: Weighting,
+    /// Smallest secure-aggregation group (distributed mode): the cohort is dealt into groups of
+    /// at least this many members, `MIN_GROUP_SIZE..=max_cohort`. Default 8.
+    pub min_group_size: u32,
 }
 
 impl Default for Aggregation {
@@ -275,14 +315,39 @@ impl Default for Aggregation {
         Aggregation {
             rule: Rule::Mean,
             optimizer: ServerOptimizer::None,
+            weighting: Weighting::Uniform,
+            min_group_size: 8,
         }
     }
 }
 
 impl Aggregation {
-    fn validate(&self) -> Result<(), Error> {
+    fn validate(&self, mode: PrivacyMode, limits: &Limits) -> Result<(), Error> {
         if let Rule::TrimmedMean { beta } = self.rule {
             check_range("aggregation.rule.beta", beta, 0.0, false, 0.499_999)?;
+        }
+        if self.min_group_size < MIN_GROUP_SIZE || self.min_group_size > limits.max_cohort {
+            return Err(Error::InvalidValue {
+                field: "aggregation.min_group_size",
+                reason: format!(
+                    "{} is outside [{MIN_GROUP_SIZE}, {}]",
+                    self.min_group_size, limits.max_cohort
+                ),
+            });
+        }
+        if let Weighting::SampleCount { cap } = self.weighting {
+            if cap == 0 || cap > MAX_WEIGHT_CAP {
+                return Err(Error::InvalidValue {
+                    field: "aggregation.weighting",
+                    reason: format!("cap {cap} is outside [1, {MAX_WEIGHT_CAP}]"),
+                });
+            }
+            if mode == PrivacyMode::Distributed {
+                return Err(Error::InvalidValue {
+                    field: "aggregation.weighting",
+                    reason: "secure aggregation only has unweighted sums: use uniform".into(),
+                });
+            }
         }
         match self.optimizer {
             ServerOptimizer::None => Ok(()),
@@ -402,7 +467,7 @@ impl Manifest {
         )?;
         self.lora.validate(&self.limits)?;
         self.privacy.validate()?;
-        self.aggregation.validate()?;
+        self.aggregation.validate(self.privacy.mode, &self.limits)?;
         self.schedule.validate(&self.limits)
     }
 }
@@ -519,6 +584,14 @@ mod tests {
                 Box::new(|m| m.privacy.budget_rho = f64::INFINITY),
             ),
             (
+                "aggregation.min_group_size",
+                Box::new(|m| m.aggregation.min_group_size = 2),
+            ),
+            (
+                "aggregation.weighting",
+                Box::new(|m| m.aggregation.weighting = Weighting::SampleCount { cap: 10 }),
+            ),
+            (
                 "aggregation.rule.beta",
                 Box::new(|m| m.aggregation.rule = Rule::TrimmedMean { beta: 0.5 }),
             ),
@@ -569,6 +642,96 @@ mod tests {
                 other => panic!("{field}: expected InvalidValue, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn aggregation_limits_at_and_past() {
+        let field_of = |m: &Manifest| match m.validate() {
+            Err(Error::InvalidValue { field, .. }) => Some(field),
+            Ok(()) => None,
+            other => panic!("{other:?}"),
+        };
+        // Smallest group: MIN_GROUP_SIZE passes, one less fails; max_cohort passes, one more fails.
+        let mut m = manifest();
+        m.aggregation.min_group_size = MIN_GROUP_SIZE;
+        assert_eq!(field_of(&m), None);
+        m.aggregation.min_group_size = MIN_GROUP_SIZE - 1;
+        assert_eq!(field_of(&m), Some("aggregation.min_group_size"));
+        m.aggregation.min_group_size = m.limits.max_cohort;
+        assert_eq!(field_of(&m), None);
+        m.aggregation.min_group_size = m.limits.max_cohort + 1;
+        assert_eq!(field_of(&m), Some("aggregation.min_group_size"));
+        // Sample-count weighting: caps 1 and MAX_WEIGHT_CAP pass, 0 and one more fail; only in
+        // local mode.
+        let mut m = manifest();
+        m.privacy.mode = PrivacyMode::Local;
+        for (cap, ok) in [
+            (1, true),
+            (MAX_WEIGHT_CAP, true),
+            (0, false),
+            (MAX_WEIGHT_CAP + 1, false),
+        ] {
+            m.aggregation.weighting = Weighting::SampleCount { cap };
+            let want = (!ok).then_some("aggregation.weighting");
+            assert_eq!(field_of(&m), want, "cap {cap}");
+        }
+        m.aggregation.weighting = Weighting::SampleCount { cap: 100 };
+        m.privacy.mode = PrivacyMode::Distributed;
+        assert_eq!(field_of(&m), Some("aggregation.weighting"));
+        m.aggregation.weighting = Weighting::Uniform;
+        assert_eq!(field_of(&m), None);
+    }
+
+    #[test]
+    fn weights() {
+        assert_eq!(Weighting::Uniform.weight(500), 1.0);
+        let w = Weighting::SampleCount { cap: 100 };
+        assert_eq!(w.weight(0), 1.0);
+        assert_eq!(w.weight(40), 40.0);
+        assert_eq!(w.weight(100), 100.0);
+        assert_eq!(w.weight(101), 100.0);
+    }
+
+    /// The aggregation map as docs/PROTOCOL.md §6.2 spells it, and the community id of the test
+    /// manifest (docs/PROTOCOL.md §13): any change to the manifest's encoding changes it.
+    #[test]
+    fn manifest_encoding_is_pinned() {
+        let enc = to_cbor("aggregation", &Aggregation::default()).unwrap();
+        let want = [
+            &[0xa4][..],
+            &[0x64],
+            b"rule",
+            &[0x64],
+            b"mean",
+            &[0x69],
+            b"optimizer",
+            &[0x64],
+            b"none",
+            &[0x69],
+            b"weighting",
+            &[0x67],
+            b"uniform",
+            &[0x6e],
+            b"min_group_size",
+            &[0x08],
+        ]
+        .concat();
+        assert_eq!(enc, want);
+        let capped = Weighting::SampleCount { cap: 500 };
+        let enc = to_cbor("weighting", &capped).unwrap();
+        let want = [
+            &[0xa1, 0x6c][..],
+            b"sample_count",
+            &[0xa1, 0x63],
+            b"cap",
+            &[0x19, 0x01, 0xf4],
+        ]
+        .concat();
+        assert_eq!(enc, want);
+        assert_eq!(
+            manifest().community_id().unwrap().to_string(),
+            "c261ddc1702d4e6e1819e7333ebd5ee788b641c4d92bdc6045592925d5d030cf"
+        );
     }
 
     #[test]

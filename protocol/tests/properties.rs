@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use hearth_protocol::{
     Aggregation, AgreementKey, BaseModel, Certificate, DeltaSubmission, DpParams, EncryptedShare,
     EncryptedShares, Error, Hash32, KeyAdvertisement, Keypair, Kind, LayerDelta, Limits, LoraShape,
-    Manifest, MaskedInput, MemberId, MemberShare, Payload, Period, Privacy, PrivacyMode,
-    RevocationList, Role, Rule, Schedule, ServerOptimizer, Signed, Stamp, SurvivorSet, Target,
-    UnmaskingShares, VersionAnnouncement, decode_payload, decode_untrusted, encode,
+    MAX_WEIGHT_CAP, MIN_GROUP_SIZE, Manifest, MaskedInput, MemberId, MemberShare, Payload, Period,
+    Privacy, PrivacyMode, RevocationList, Role, Rule, Schedule, ServerOptimizer, Signed, Stamp,
+    SurvivorSet, Target, UnmaskingShares, VersionAnnouncement, Weighting, decode_payload,
+    decode_untrusted, encode,
 };
 use proptest::prelude::*;
 
@@ -96,7 +97,18 @@ fn aggregation() -> impl Strategy<Value = Aggregation> {
             }
         ),
     ];
-    (rule, optimizer).prop_map(|(rule, optimizer)| Aggregation { rule, optimizer })
+    let weighting = prop_oneof![
+        Just(Weighting::Uniform),
+        (1u32..=MAX_WEIGHT_CAP).prop_map(|cap| Weighting::SampleCount { cap }),
+    ];
+    (rule, optimizer, weighting, MIN_GROUP_SIZE..64).prop_map(
+        |(rule, optimizer, weighting, min_group_size)| Aggregation {
+            rule,
+            optimizer,
+            weighting,
+            min_group_size,
+        },
+    )
 }
 
 fn schedule() -> impl Strategy<Value = Schedule> {
@@ -142,19 +154,25 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         schedule(),
     )
         .prop_map(
-            |(name, created, model, sha256, lora, privacy, aggregation, schedule)| Manifest {
-                name,
-                admin: admin().member_id(),
-                created,
-                base_model: BaseModel {
-                    name: model,
-                    sha256,
-                },
-                lora,
-                privacy,
-                aggregation,
-                schedule,
-                limits: Limits::default(),
+            |(name, created, model, sha256, lora, privacy, mut aggregation, schedule)| {
+                // Sample-count weighting is for plain rounds only.
+                if privacy.mode == PrivacyMode::Distributed {
+                    aggregation.weighting = Weighting::Uniform;
+                }
+                Manifest {
+                    name,
+                    admin: admin().member_id(),
+                    created,
+                    base_model: BaseModel {
+                        name: model,
+                        sha256,
+                    },
+                    lora,
+                    privacy,
+                    aggregation,
+                    schedule,
+                    limits: Limits::default(),
+                }
             },
         )
 }

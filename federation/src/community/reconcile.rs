@@ -94,13 +94,7 @@ impl Community {
             });
         }
         let refs: Vec<&DeltaSubmission> = deltas.iter().collect();
-        let (record, state) = next_from_deltas(
-            &self.manifest,
-            self.config.weighting,
-            parent,
-            announcement.round,
-            &refs,
-        )?;
+        let (record, state) = next_from_deltas(&self.manifest, parent, announcement.round, &refs)?;
         if record.version != announcement.version {
             return Err(Error::VersionMismatch {
                 announced: announcement.version,
@@ -214,14 +208,8 @@ impl Community {
             }
             return Ok(());
         }
-        let (record, state) = next_from_deltas(
-            &self.manifest,
-            self.config.weighting,
-            &round.parent_state,
-            a.round,
-            &held,
-        )
-        .map_err(|e| format!("its inputs do not make a version: {e}"))?;
+        let (record, state) = next_from_deltas(&self.manifest, &round.parent_state, a.round, &held)
+            .map_err(|e| format!("its inputs do not make a version: {e}"))?;
         if record.version != a.version {
             return Err(format!(
                 "its inputs give version {}, not {}",

@@ -141,7 +141,7 @@ impl Net {
         Net::build(m, n, None, secret)
     }
 
-    /// `n` nodes whose federation settings have another smallest group.
+    /// `n` nodes of a community whose manifest sets another smallest group.
     pub fn with_min_group(m: &Manifest, n: u32, min_group_size: usize) -> Net {
         Net::build(m, n, Some(min_group_size), secret)
     }
@@ -152,13 +152,14 @@ impl Net {
         min_group_size: Option<usize>,
         secret: impl Fn(u32) -> [u8; 32],
     ) -> Net {
+        let mut m = m.clone();
+        if let Some(min) = min_group_size {
+            m.aggregation.min_group_size = min as u32;
+        }
         let nodes = (1..=n)
             .map(|i| {
                 let engine = Engine::new(member(i).member_id(), secret(i));
-                let mut c = community(m, n);
-                if let Some(min) = min_group_size {
-                    c.config.min_group_size = min;
-                }
+                let c = community(&m, n);
                 Node {
                     key: member(i),
                     community: c.with_secure_aggregation(Box::new(engine)),
@@ -167,7 +168,7 @@ impl Net {
             })
             .collect();
         Net {
-            m: m.clone(),
+            m,
             nodes,
             down: BTreeSet::new(),
             asleep: BTreeSet::new(),

@@ -438,8 +438,9 @@ fn deltas_released_with_the_calibration_aggregate_exactly() {
     assert_mean(&net, &all);
 }
 
-/// Three members (the smallest secure-aggregation cohort) can run a round when the settings
-/// allow groups that small; two cannot, and the round fails saying so.
+/// Three members (the smallest secure-aggregation cohort) can run a round when the manifest
+/// allows groups that small; two cannot, and the round fails saying so (a manifest cannot even
+/// ask for groups of two: see the protocol crate's `aggregation_limits_at_and_past`).
 #[test]
 fn the_smallest_group_at_and_below_the_limit() {
     let m = secure_manifest(Rule::Mean);
@@ -449,13 +450,16 @@ fn the_smallest_group_at_and_below_the_limit() {
     let all: Vec<&DeltaSubmission> = deltas.iter().map(|(_, d)| d).collect();
     assert_mean(&net, &all);
 
-    let mut net = Net::with_min_group(&m, 2, 2);
+    let mut net = Net::with_min_group(&m, 2, 3);
     net.start(Net::at(0));
     net.tick(Net::at(420));
     for node in &net.nodes {
         match node.failed() {
             Some(FailReason::SecureAggregation(why)) => {
-                assert!(why.contains("cohort of 2 members"), "{why}")
+                assert!(
+                    why.contains("2 cohort members form no group of at least 3"),
+                    "{why}"
+                )
             }
             other => panic!("{other:?}"),
         }

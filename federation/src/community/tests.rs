@@ -780,6 +780,7 @@ fn own_delta_is_checked_and_published() {
 fn input_limits_at_and_past() {
     let mut m = manifest(Rule::Mean);
     m.limits.max_cohort = 3;
+    m.aggregation.min_group_size = 3;
     let mut node = Community::new(
         &crate::testutil::signed(&m),
         State::genesis(crate::Adapter::zeros(&m.lora)),

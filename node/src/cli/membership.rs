@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use hearth_models::{LlamaConfig, Target as LoraTarget};
 use hearth_protocol::{
     Aggregation, BaseModel, Certificate, Hash32, LoraShape, Manifest, MemberId, Period, Privacy,
-    PrivacyMode, Role, Rule, Schedule, Signed, Target,
+    PrivacyMode, Role, Rule, Schedule, Signed, Target, Weighting,
 };
 
 use super::HomeArgs;
@@ -52,6 +52,15 @@ pub enum RuleArg {
     Median,
 }
 
+/// Weightings of the mean on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WeightingArg {
+    /// Every member counts once.
+    Uniform,
+    /// By the delta's sample count, capped at --weight-cap (local privacy mode only).
+    SampleCount,
+}
+
 /// Arguments of `hearth community create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -88,6 +97,15 @@ pub struct CreateArgs {
     /// Fraction trimmed at each end for the trimmed mean.
     #[arg(long, default_value_t = 0.1)]
     pub trim: f64,
+    /// How the mean weighs members' deltas.
+    #[arg(long, value_enum, default_value_t = WeightingArg::Uniform)]
+    pub weighting: WeightingArg,
+    /// Largest weight of one member with --weighting sample-count.
+    #[arg(long, default_value_t = 1000)]
+    pub weight_cap: u32,
+    /// Smallest secure-aggregation group (distributed privacy mode), at least 3.
+    #[arg(long, default_value_t = 8)]
+    pub min_group_size: u32,
     /// Seconds between rounds; 0 for rounds on demand.
     #[arg(long, default_value_t = 600)]
     pub round_secs: u64,
@@ -187,6 +205,13 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
                 RuleArg::TrimmedMean => Rule::TrimmedMean { beta: args.trim },
                 RuleArg::Median => Rule::Median,
             },
+            weighting: match args.weighting {
+                WeightingArg::Uniform => Weighting::Uniform,
+                WeightingArg::SampleCount => Weighting::SampleCount {
+                    cap: args.weight_cap,
+                },
+            },
+            min_group_size: args.min_group_size,
             ..Aggregation::default()
         },
         schedule: Schedule {
