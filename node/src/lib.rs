@@ -5,12 +5,14 @@
 //! - [`daemon`]: the peer daemon driving the `federation` state machine over the network.
 //! - [`documents`]: the member's private documents, sealed in the store.
 //! - [`bridge`]: the community adapter between its wire form and the model's.
+//! - [`config`]: the TOML configuration file.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod api;
 pub mod bridge;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod documents;
 mod error;

@@ -85,6 +85,11 @@ pub enum Command {
     ///
     /// Example: hearth import my-adapter/ --force
     Import(adapters::ImportArgs),
+    /// Check the configuration file and print the configuration in force (every key, with
+    /// defaults filled in; a starting point for your own config.toml).
+    ///
+    /// Example: hearth config > ~/.local/share/hearth/config.toml
+    Config(ConfigCommandArgs),
     /// Measure the model's perplexity on a text file (held-out loss).
     ///
     /// Example: hearth perplexity --file notes.txt --adapter my-adapter/
@@ -118,6 +123,31 @@ impl HomeArgs {
     pub fn path(&self) -> anyhow::Result<PathBuf> {
         crate::home::resolve_home(self.home.as_deref())
     }
+}
+
+/// Arguments of `hearth config`.
+#[derive(Debug, Args)]
+pub struct ConfigCommandArgs {
+    /// Data directory whose config.toml to read (default: $HEARTH_HOME, else the platform's).
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: serve::ConfigArgs,
+}
+
+fn print_config(args: ConfigCommandArgs) -> anyhow::Result<()> {
+    let home = crate::home::resolve_home(args.home.as_deref())?;
+    let (config, from) = crate::config::Config::find(args.config.config.as_deref(), &home)?;
+    match from {
+        Some(path) => println!("# read from {} (valid)", path.display()),
+        None => println!(
+            "# no config file: these are the defaults ({} in the data directory would be read)",
+            crate::config::FILE_NAME
+        ),
+    }
+    print!("{}", config.to_toml()?);
+    Ok(())
 }
 
 /// Which model and adapters to run.
@@ -162,5 +192,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args),
         Command::Export(args) => adapters::export(args),
         Command::Import(args) => adapters::import(args),
+        Command::Config(args) => print_config(args),
     }
 }

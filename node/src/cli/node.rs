@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use libp2p::Multiaddr;
 
 use super::HomeArgs;
-use super::serve::ApiArgs;
+use super::serve::{ApiArgs, ConfigArgs};
+use crate::config::Config;
 use crate::daemon::{ApiOptions, Options, TrainSettings};
 use crate::home::{Home, unlock_from};
 
@@ -20,16 +21,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Arguments of `hearth node`.
+/// Arguments of `hearth node`. Each flag overrides the config file's key of the same name
+/// (`[node]`, `[model]`, `[api]`); defaults are the file's (docs/OPERATIONS.md).
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// Where the store lives.
     #[command(flatten)]
     pub home: HomeArgs,
-    /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4011 or /ip4/0.0.0.0/udp/4011/quic-v1.
-    #[arg(long = "listen", value_name = "MULTIADDR", default_values_t = ["/ip4/0.0.0.0/tcp/4011".parse::<Multiaddr>().expect("literal"), "/ip4/0.0.0.0/udp/4011/quic-v1".parse::<Multiaddr>().expect("literal")])]
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on (repeatable; replaces node.listen), e.g. /ip4/0.0.0.0/tcp/4011 or
+    /// /ip4/0.0.0.0/udp/4011/quic-v1 [default: both of these].
+    #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
-    /// Peer to dial at start besides the invite's (multiaddr with `/p2p/<peer id>`; repeatable).
+    /// Peer to dial at start besides the invite's and node.bootstrap's (multiaddr with
+    /// `/p2p/<peer id>`; repeatable).
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
     /// Do not look for peers on the local network with mDNS (multicast).
@@ -48,15 +55,15 @@ pub struct NodeArgs {
     /// abandoned), so the machine stays usable.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..))]
     pub max_memory_mb: Option<u64>,
-    /// Most seconds of training per contribution.
-    #[arg(long, default_value_t = 600.0)]
-    pub train_secs: f64,
-    /// Tokens per training window.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(8..=4096))]
-    pub seq_len: u32,
-    /// Learning rate of local training.
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f64,
+    /// Most seconds of training per contribution [default: 600].
+    #[arg(long)]
+    pub train_secs: Option<f64>,
+    /// Tokens per training window [default: 128].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub seq_len: Option<u32>,
+    /// Learning rate of local training [default: 0.002].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Stop after this round's announce phase.
     #[arg(long, value_name = "ROUND")]
     pub rounds: Option<u64>,
@@ -69,15 +76,15 @@ pub struct NodeArgs {
     /// Append every payload sent to this file (length-prefixed; for audits and tests).
     #[arg(long, value_name = "FILE", hide = true)]
     pub capture: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    /// Log format [default: human].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Do not serve the local API.
     #[arg(long)]
     pub no_api: bool,
-    /// Context length the API serves, in tokens.
-    #[arg(long, default_value_t = crate::model::DEFAULT_CONTEXT as u32, value_parser = clap::value_parser!(u32).range(16..=131072))]
-    pub context: u32,
+    /// Context length the API serves, in tokens [default: 2048].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=131072))]
+    pub context: Option<u32>,
     /// The local API (models, /status, /metrics).
     #[command(flatten)]
     pub api: ApiArgs,
@@ -107,47 +114,10 @@ fn init_logging(format: LogFormat) {
 
 /// Runs `hearth node` until SIGINT/SIGTERM or its limits.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
-    anyhow::ensure!(
-        args.train_secs.is_finite() && args.train_secs >= 1.0,
-        "--train-secs must be at least 1"
-    );
-    anyhow::ensure!(
-        args.lr.is_finite() && args.lr > 0.0,
-        "--lr must be a positive number"
-    );
-    let api = if args.no_api {
-        None
-    } else {
-        Some(ApiOptions {
-            config: args.api.config()?,
-            context: args.context as usize,
-        })
-    };
-    set_threads(args.threads);
     let home = args.home.path()?;
-    let unlock = unlock_from(args.home.key_file.as_deref(), false)?;
-    let options = Options {
-        home,
-        unlock,
-        listen: args.listen,
-        bootstrap: args.bootstrap,
-        mdns: !args.no_mdns,
-        model: args.model,
-        contribute: !args.follow,
-        train: TrainSettings {
-            seq_len: args.seq_len as usize,
-            learning_rate: args.lr,
-            max_seconds: args.train_secs,
-            max_memory_bytes: args.max_memory_mb.map(|m| m << 20),
-            ..TrainSettings::default()
-        },
-        rounds: args.rounds,
-        max_runtime: args.max_runtime.map(Duration::from_secs),
-        summary: args.summary,
-        capture: args.capture,
-        api,
-    };
+    let file = args.config.load(&home)?;
+    let (options, log_format) = options(args, &file, home)?;
+    init_logging(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,6 +126,69 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&summary)?);
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// The daemon's options: the flags over the config file `file` (checked), and the log format.
+pub fn options(
+    args: NodeArgs,
+    file: &Config,
+    home: PathBuf,
+) -> anyhow::Result<(Options, LogFormat)> {
+    let n = &file.node;
+    let train_secs = args.train_secs.unwrap_or(n.train_secs);
+    anyhow::ensure!(
+        train_secs.is_finite() && train_secs >= 1.0,
+        "--train-secs must be at least 1"
+    );
+    let lr = args.lr.unwrap_or(n.lr);
+    anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number");
+    let log_format = match args.log_format {
+        Some(f) => f,
+        None if n.log_format == "json" => LogFormat::Json,
+        None => LogFormat::Human,
+    };
+    let parse = |list: &[String]| -> anyhow::Result<Vec<Multiaddr>> {
+        Ok(list.iter().map(|a| a.parse()).collect::<Result<_, _>>()?)
+    };
+    let listen = if args.listen.is_empty() {
+        parse(&n.listen)?
+    } else {
+        args.listen
+    };
+    let mut bootstrap = parse(&n.bootstrap)?;
+    bootstrap.extend(args.bootstrap);
+    let api = if args.no_api || !file.api.enabled {
+        None
+    } else {
+        Some(ApiOptions {
+            config: args.api.config(file)?,
+            context: args.context.unwrap_or(file.model.context) as usize,
+        })
+    };
+    set_threads(args.threads.or(n.threads));
+    let unlock = unlock_from(args.home.key_file.as_deref(), false)?;
+    let options = Options {
+        home,
+        unlock,
+        listen,
+        bootstrap,
+        mdns: n.mdns && !args.no_mdns,
+        model: args.model.or_else(|| file.model.path.clone()),
+        contribute: n.contribute && !args.follow,
+        train: TrainSettings {
+            seq_len: args.seq_len.unwrap_or(n.seq_len) as usize,
+            learning_rate: lr,
+            max_seconds: train_secs,
+            max_memory_bytes: args.max_memory_mb.or(n.max_memory_mb).map(|m| m << 20),
+            ..TrainSettings::default()
+        },
+        rounds: args.rounds,
+        max_runtime: args.max_runtime.map(Duration::from_secs),
+        summary: args.summary,
+        capture: args.capture,
+        api,
+    };
+    Ok((options, log_format))
 }
 
 async fn shutdown_signal() {

@@ -10,14 +10,16 @@ use clap::Args;
 
 use super::HomeArgs;
 use crate::api::{self, Metrics, Models};
+use crate::config::Config;
 use crate::home::{Home, unlock_from};
 
-/// API flags shared by `hearth serve` (and meant for `hearth node`).
+/// API flags shared by `hearth serve` and `hearth node`; each overrides the config file's
+/// `[api]` key of the same name.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// Address of the local API. A non-loopback address needs --api-token.
-    #[arg(long, value_name = "HOST:PORT", default_value = api::DEFAULT_ADDR)]
-    pub api_addr: SocketAddr,
+    /// Address of the local API [default: 127.0.0.1:11435]. A non-loopback address needs --api-token.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub api_addr: Option<SocketAddr>,
     /// Bearer token the API requires (`Authorization: Bearer TOKEN`).
     #[arg(
         long,
@@ -26,28 +28,54 @@ pub struct ApiArgs {
         hide_env_values = true
     )]
     pub api_token: Option<String>,
-    /// Generations running at once; further requests get HTTP 429.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=api::MAX_CONCURRENT_LIMIT as i64))]
-    pub max_concurrent: u16,
-    /// Largest `max_tokens` a request may ask for.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_tokens: u32,
-    /// Largest request body in bytes.
-    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=64 << 20))]
-    pub max_body_bytes: u32,
+    /// Generations running at once; further requests get HTTP 429 [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=api::MAX_CONCURRENT_LIMIT as i64))]
+    pub max_concurrent: Option<u16>,
+    /// Largest `max_tokens` a request may ask for [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_tokens: Option<u32>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=64 << 20))]
+    pub max_body_bytes: Option<u32>,
 }
 
 impl ApiArgs {
-    /// The API configuration these flags describe (checked).
-    pub fn config(&self) -> anyhow::Result<api::Config> {
-        let config = api::Config {
-            addr: self.api_addr,
-            token: self.api_token.clone().filter(|t| !t.is_empty()),
-            max_concurrent: usize::from(self.max_concurrent),
-            max_body_bytes: self.max_body_bytes as usize,
-            max_tokens: self.max_tokens as usize,
-        };
-        config.validate()?;
+    /// The API configuration: these flags over the config file's `[api]` (checked).
+    pub fn config(&self, file: &Config) -> anyhow::Result<api::Config> {
+        let mut file = file.clone();
+        let a = &mut file.api;
+        if let Some(addr) = self.api_addr {
+            a.addr = addr.to_string();
+        }
+        if let Some(n) = self.max_concurrent {
+            a.max_concurrent = n;
+        }
+        if let Some(n) = self.max_tokens {
+            a.max_tokens = n;
+        }
+        if let Some(n) = self.max_body_bytes {
+            a.max_body_bytes = n;
+        }
+        file.api_config(self.api_token.as_deref())
+    }
+}
+
+/// Which configuration file to read.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML; default: config.toml in the data directory, when present;
+    /// also $HEARTH_CONFIG). Flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The configuration in force for the data directory `home`.
+    pub fn load(&self, home: &std::path::Path) -> anyhow::Result<Config> {
+        let (config, from) = Config::find(self.config.as_deref(), home)?;
+        if let Some(path) = from {
+            tracing::debug!(file = %path.display(), "configuration read");
+        }
         Ok(config)
     }
 }
@@ -58,12 +86,15 @@ pub struct ServeArgs {
     /// Where the store lives.
     #[command(flatten)]
     pub home: HomeArgs,
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Base model (default: the fetched SmolLM2-135M-Instruct; also $HEARTH_MODEL).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
-    /// Context length in tokens (prompt and completion together).
-    #[arg(long, default_value_t = crate::model::DEFAULT_CONTEXT as u32, value_parser = clap::value_parser!(u32).range(16..=131072))]
-    pub context: u32,
+    /// Context length in tokens, prompt and completion together [default: 2048].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=131072))]
+    pub context: Option<u32>,
     /// CPU threads for generation (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -74,13 +105,15 @@ pub struct ServeArgs {
 
 /// Runs `hearth serve` until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Check the flags before the slow parts (unlocking, loading the model).
-    let config = args.api.config()?;
-    super::node::set_threads(args.threads);
+    // Check the flags and the file before the slow parts (unlocking, loading the model).
     let path = args.home.path()?;
+    let file = args.config.load(&path)?;
+    let config = args.api.config(&file)?;
+    super::node::set_threads(args.threads.or(file.node.threads));
+    let model = args.model.or(file.model.path);
+    let context = args.context.unwrap_or(file.model.context) as usize;
     let home = Home::open(&path, &unlock_from(args.home.key_file.as_deref(), false)?)?;
-    let (models, status) =
-        Models::load_member(&home, args.model.as_deref(), args.context as usize)?;
+    let (models, status) = Models::load_member(&home, model.as_deref(), context)?;
     // The store stays closed while serving: everything served is in memory.
     drop(home);
     for note in &status.notes {
