@@ -32,6 +32,11 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/sync/1");
 /// The Kademlia protocol of Hearth's DHT (separate from the public IPFS DHT).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hearth/kad/1");
 
+/// Bytes the gossip transport accepts beyond [`NetConfig::max_transmit_size`]: room for
+/// gossipsub's own framing (topic, source, sequence number, signature) and for oversized
+/// messages to be seen, counted and rejected by the node rather than dropped unseen.
+pub const OVERSIZE_SLACK: usize = 64 * 1024;
+
 /// Limits and switches of the network layer. Every queue is bounded.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -41,7 +46,10 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover peers on the local network with mDNS (multicast). Off in tests and CI.
     pub mdns: bool,
-    /// Largest gossip message, in bytes (the manifest's limit).
+    /// Largest gossip message, in bytes (the manifest's limit). The transport accepts up to
+    /// [`OVERSIZE_SLACK`] more, so that a message just over the limit reaches the node's
+    /// validation and is rejected there (counted as `too_large`, its sender penalised) instead of
+    /// vanishing in the codec.
     pub max_transmit_size: usize,
     /// Largest sync request, in bytes.
     pub max_sync_request: u64,
@@ -421,7 +429,7 @@ fn build_swarm(
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
-        .max_transmit_size(config.max_transmit_size)
+        .max_transmit_size(config.max_transmit_size.saturating_add(OVERSIZE_SLACK))
         .heartbeat_interval(config.heartbeat)
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
         .build()
