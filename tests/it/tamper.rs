@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hearth_federation::{in_cohort, round_seed};
-use hearth_node::daemon::run;
+use hearth_node::api;
+use hearth_node::daemon::{ApiOptions, run};
 use hearth_node::home::{Home, unix_now};
 use hearth_node::network::Topic;
 use hearth_protocol::{Hash32, Keypair, Payload, RevocationList, Signed};
@@ -21,7 +22,7 @@ use crate::attack::{
     Attacker, certify, community_with, peer_of, rejected, seal, sleep_until, store_certificates,
     zero_delta,
 };
-use crate::community::tiny_model;
+use crate::community::{free_port, tiny_model};
 
 const PERIOD: u64 = 8;
 /// Sampling rate below 1 so that some key is outside a round's cohort (1 in 10,000).
@@ -104,15 +105,23 @@ async fn tamper_matrix_each_attack_rejected_with_its_reason_and_not_forwarded() 
 
     let rounds = 2;
     let boot = vec![members[0].addr()];
+    let api_port = free_port();
     let nodes: Vec<_> = members
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let b = if i == 0 { vec![] } else { boot.clone() };
-            tokio::spawn(run(
-                m.options_with_period(&model, b, rounds, PERIOD),
-                std::future::pending(),
-            ))
+            let mut opts = m.options_with_period(&model, b, rounds, PERIOD);
+            if i == 0 {
+                opts.api = Some(ApiOptions {
+                    config: api::Config {
+                        addr: format!("127.0.0.1:{api_port}").parse().unwrap(),
+                        ..api::Config::default()
+                    },
+                    context: 32,
+                });
+            }
+            tokio::spawn(run(opts, std::future::pending()))
         })
         .collect();
 
@@ -275,6 +284,22 @@ async fn tamper_matrix_each_attack_rejected_with_its_reason_and_not_forwarded() 
     for at in attackers {
         at.stop();
     }
+    // Member 0's Prometheus counters, while it runs.
+    let metrics = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        agent
+            .get(format!("http://127.0.0.1:{api_port}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
 
     let mut summaries = Vec::new();
     for t in nodes {
