@@ -20,6 +20,10 @@
 //!
 //!    Each DP row is `--trials` fresh OpenDP noise draws (median and maximum exposure). ε is for
 //!    this one release at δ = 10⁻⁶; `C` is the median norm of the other members' contributions.
+//! 4. Every row also gets a p-value for "the secret ranks like a random candidate"
+//!    ([`Exposure::p_value`] per draw, Bonferroni over the row's draws), and the run ends with the
+//!    same test over all DP draws at each ε: at or above 0.05 the secret is statistically
+//!    indistinguishable from a random candidate at the 5 % level.
 //!
 //! ```text
 //! cargo run --release -p hearth-training --example canary_exposure -- \
@@ -191,22 +195,36 @@ impl Probe<'_> {
     }
 }
 
-fn row(label: &str, copies: usize, runs: &[(Exposure, f64)]) {
+/// Prints a table row and returns the draws' p-values ([`Exposure::p_value`]).
+///
+/// The row's p-value is Bonferroni's `min(1, runs · min p)`: valid however the draws depend on
+/// each other (they share the secret and the candidate sample), so a row at or above 0.05 is
+/// statistically indistinguishable from a random candidate at the 5 % level.
+fn row(label: &str, copies: usize, runs: &[(Exposure, f64)]) -> Vec<f64> {
     let mut exp: Vec<f64> = runs.iter().map(|r| r.0.exposure).collect();
     let mut fit: Vec<f64> = runs.iter().map(|r| r.0.fitted).collect();
+    let ps: Vec<f64> = runs.iter().map(|r| r.0.p_value()).collect();
     let loss = runs.iter().map(|r| r.1).sum::<f64>() / runs.len() as f64;
     exp.sort_by(f64::total_cmp);
     fit.sort_by(f64::total_cmp);
     let med = |v: &[f64]| v[v.len() / 2];
     let last = |v: &[f64]| v[v.len() - 1];
     println!(
-        "| {copies} | {label} | {} | {:.1} | {:.1} | {:.1} | {:.3} |",
+        "| {copies} | {label} | {} | {:.1} | {:.1} | {:.1} | {:.2e} | {:.3} |",
         runs.len(),
         med(&exp),
         last(&exp),
         med(&fit),
+        bonferroni(&ps),
         loss
     );
+    ps
+}
+
+/// `min(1, n · min p)` over `n` p-values.
+fn bonferroni(ps: &[f64]) -> f64 {
+    let min = ps.iter().copied().fold(1.0, f64::min);
+    (ps.len() as f64 * min).min(1.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -292,6 +310,8 @@ fn main() -> anyhow::Result<()> {
     for text in &texts[1..] {
         deltas.push(train_member(&text.train, &text.held_out)?);
     }
+    // p-values of every DP draw, by ε, for the summary.
+    let mut by_epsilon = std::collections::BTreeMap::<String, Vec<f64>>::new();
     let mut norms: Vec<f64> = deltas[1..].iter().map(|d| l2_norm(d)).collect();
     norms.sort_by(f64::total_cmp);
     let c = norms[norms.len() / 2];
@@ -322,9 +342,9 @@ fn main() -> anyhow::Result<()> {
     let cohort = Cohort::with_third_tolerated(a.members as u32)?;
     println!("cohort n = {}, t = {}", cohort.size, cohort.tolerated);
     println!(
-        "\n| copies | model | runs | exposure (median) | exposure (max) | fitted (median) | held-out loss |"
+        "\n| copies | model | runs | exposure (median) | exposure (max) | fitted (median) | p vs random candidate | held-out loss |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     let bare = probe.run(None)?;
     let resolution = bare.0.resolution;
     row("base", 0, &[bare]);
@@ -406,7 +426,7 @@ fn main() -> anyhow::Result<()> {
                     .collect();
                 mean_runs.push(probe.run(Some(&mean))?);
             }
-            row(
+            let mut ps = row(
                 &format!(
                     "alone, local DP ε = {spent:.2}, σ = {:.2}",
                     params.noise_multiplier
@@ -414,11 +434,15 @@ fn main() -> anyhow::Result<()> {
                 copies,
                 &local_runs,
             );
-            row(
+            ps.extend(row(
                 &format!("mean, distributed DP ε = {spent:.2}"),
                 copies,
                 &mean_runs,
-            );
+            ));
+            by_epsilon
+                .entry(format!("{spent:.2}"))
+                .or_default()
+                .extend(ps);
         }
     }
     println!(
@@ -427,5 +451,23 @@ fn main() -> anyhow::Result<()> {
         a.candidates,
         resolution
     );
+    println!(
+        "p vs random candidate: P(a random candidate ranks at least as well as the secret), \
+         Bonferroni over the row's draws; below 0.05 the secret is distinguishable at 5 %"
+    );
+    for (eps, ps) in &by_epsilon {
+        let p = bonferroni(ps);
+        println!(
+            "ε = {eps}: {} DP draws (every copies count, alone and mean), smallest p {:.3}, \
+             Bonferroni p {p:.3}: {}",
+            ps.len(),
+            ps.iter().copied().fold(1.0, f64::min),
+            if p >= 0.05 {
+                "indistinguishable from a random candidate at 5 %"
+            } else {
+                "DISTINGUISHABLE at 5 %"
+            }
+        );
+    }
     Ok(())
 }

@@ -145,6 +145,20 @@ impl Exposure {
             std_nll: std,
         })
     }
+
+    /// How surprising the secret's rank is if the model knew nothing about it: the probability
+    /// that a random candidate ranks at least as well, `(1 + below + ties/2)/(m + 1)` for `m`
+    /// scored candidates (`rank/|R|` when exact).
+    ///
+    /// If the model does not depend on the secret, the secret is one more uniform draw from `R`,
+    /// exchangeable with the candidates, so its position among the `m + 1` scores is uniform and
+    /// this is a one-sided p-value for "the model prefers the secret" (P(p ≤ a) ≤ a). A small
+    /// value means the secret is distinguishable from a random candidate; at a DP guarantee
+    /// (ε, δ) P(p ≤ a) ≤ e^ε·a + δ instead.
+    pub fn p_value(&self) -> f64 {
+        let beaten = self.below as f64 + self.ties as f64 / 2.0;
+        (1.0 + beaten) / (self.candidates as f64 + 1.0)
+    }
 }
 
 /// `ln(1 + e^x)`.

@@ -108,6 +108,34 @@ fn exposure_from_exact_and_sampled_ranks() {
 }
 
 #[test]
+fn p_value_is_uniform_for_a_secret_unrelated_to_the_model() {
+    // A secret at each of the m + 1 positions among m = 99 distinct candidate scores: the
+    // p-values are exactly 1/100, 2/100, …, 1, so P(p ≤ a) = a (a valid one-sided test).
+    let candidates: Vec<f64> = (0..99).map(|i| f64::from(i) + 0.5).collect();
+    let mut ps: Vec<f64> = (0..100)
+        .map(|pos| {
+            Exposure::from_scores(1_000_000, f64::from(pos), &candidates, false)
+                .unwrap()
+                .p_value()
+        })
+        .collect();
+    ps.sort_by(f64::total_cmp);
+    for (i, p) in ps.iter().enumerate() {
+        assert!((p - (i as f64 + 1.0) / 100.0).abs() < 1e-12, "{i}: {p}");
+    }
+    // Best of all: 1/(m + 1); worst: 1; a tie counts half; exact ranks give rank/|R|.
+    let best = Exposure::from_scores(1_000_000, -1.0, &candidates, false).unwrap();
+    assert_eq!(best.p_value(), 0.01);
+    let worst = Exposure::from_scores(1_000_000, 1e9, &candidates, false).unwrap();
+    assert_eq!(worst.p_value(), 1.0);
+    let tie = Exposure::from_scores(1_000_000, 0.5, &candidates, false).unwrap();
+    assert_eq!(tie.p_value(), 1.5 / 100.0);
+    let others = [0.5, 1.0, 1.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+    let exact = Exposure::from_scores(10, 2.0, &others, true).unwrap();
+    assert_eq!(exact.p_value(), exact.rank / 10.0);
+}
+
+#[test]
 fn fitted_exposure_follows_the_normal_tail() {
     // Candidates at the normal quantiles of a N(50, 2²): the fit recovers μ and s, and a secret
     // 6 s below the mean has Φ(−6) = 9.87e−10, so in 10⁹ secrets rank ≈ 1.99: exposure ≈ 28.9.
@@ -257,6 +285,8 @@ fn canary_repeated_is_exposed_without_dp_and_hidden_with_it() {
         "{after:?}"
     );
     assert!(after.fitted > 12.0, "{after:?}");
+    // Distinguishable from a random candidate: no sampled candidate ranks as well.
+    assert!(after.p_value() < 1e-3, "{after:?}");
     assert!(
         after.secret_nll < after.mean_nll - 3.0 * after.std_nll,
         "{after:?}"
