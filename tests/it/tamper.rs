@@ -327,5 +327,10 @@ async fn tamper_matrix_each_attack_rejected_with_its_reason_and_not_forwarded() 
             [0, 0],
             "{attack}: forwarded ({reason} seen further)"
         );
+        let line = format!("hearth_deltas_rejected_total{{reason=\"{reason}\"}} {expected}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{attack}: /metrics lacks `{line}`:\n{metrics}"
+        );
     }
 }
