@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::hooks::{Calibration, GroupSum, Probe, RoundInfo, SecureAggregator};
 use crate::reject::{Counters, Reason, Rejection};
 use crate::round::{Accepted, FailReason, Outcome, Output, Round};
+
+pub use self::replay::MESSAGES_PER_MEMBER;
 use crate::verify::check_delta;
 
 /// Certificates remembered per member (the ones expiring last).
@@ -572,8 +574,11 @@ mod admission;
 #[cfg(test)]
 mod properties;
 mod reconcile;
+mod replay;
 #[cfg(test)]
 mod secure_net;
+#[cfg(test)]
+mod secure_replay;
 #[cfg(test)]
 mod secure_rounds;
 #[cfg(test)]

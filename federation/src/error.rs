@@ -55,8 +55,9 @@ pub enum Error {
         /// The limit in force.
         max: usize,
     },
-    /// A delta offered to [`verify_version`](crate::Community::verify_version) was rejected.
-    #[error("delta {index} of the version is invalid: {rejection}")]
+    /// A delta offered to [`verify_version`](crate::Community::verify_version), or a message
+    /// offered to [`verify_secure_round`](crate::Community::verify_secure_round), was rejected.
+    #[error("input {index} of the version is invalid: {rejection}")]
     InvalidInput {
         /// Position in the list given.
         index: usize,
@@ -94,6 +95,15 @@ pub enum Error {
         found: usize,
         /// `min_contributions`.
         needed: usize,
+    },
+    /// A secure round could not be recomputed from the messages given (one is missing, a group
+    /// did not complete, too many messages, or the community's rounds are not secure).
+    #[error("secure round {round} cannot be recomputed: {reason}")]
+    SecureReplay {
+        /// The round.
+        round: u64,
+        /// Why.
+        reason: String,
     },
     /// A member is referred to that has no certificate here.
     #[error("no certificate for member {0}")]

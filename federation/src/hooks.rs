@@ -205,6 +205,14 @@ pub trait SecureAggregator: fmt::Debug + Send {
     fn excluded(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// A fresh engine with the same settings that only observes (no member of its own, nothing
+    /// published), to recompute a past round from its public messages
+    /// ([`Community::verify_secure_round`](crate::Community::verify_secure_round)). `None` (the
+    /// default) if the engine cannot replay.
+    fn observer(&self) -> Option<Box<dyn SecureAggregator>> {
+        None
+    }
 }
 
 /// A check of a candidate version before it is applied (e.g. loss on a community probe set).

@@ -12,8 +12,9 @@
 //!   [`Accepted`] or a [`Rejection`] with its [`Reason`], counted in [`Counters`]);
 //!   [`Community::submit_own`]; [`Community::tick`] returns [`Output`]s (phase changes, payloads to
 //!   publish, [`Output::Closed`] with the new [`VersionRecord`], [`Output::Failed`] with its
-//!   [`FailReason`], adoption of a peer's preferred version); [`Community::verify_version`] and
-//!   [`Community::adopt`] for a node that missed a round.
+//!   [`FailReason`], adoption of a peer's preferred version); [`Community::verify_version`] (plain
+//!   rounds, from the signed deltas), [`Community::verify_secure_round`] (secure rounds, from the
+//!   signed secure-aggregation messages) and [`Community::adopt`] for a node that missed a round.
 //! - [`round_seed`], [`in_cohort`], [`groups`]: who takes part in a round, verifiable by anyone.
 //! - [`PhaseClock`] / [`Phase`]: a round's phases and deadlines from the manifest's schedule.
 //! - [`Adapter`] / [`State`]: the community adapter (FFA-LoRA `B` matrices) and optimizer state;
@@ -72,7 +73,7 @@ pub use crate::{
     cohort::{
         COHORT_DOMAIN, GROUP_DOMAIN, ROUND_SEED_DOMAIN, groups, in_cohort, round_seed, threshold,
     },
-    community::Community,
+    community::{Community, MESSAGES_PER_MEMBER},
     config::Config,
     error::{Error, Result},
     hooks::{Calibration, GROUP_SUM_DOMAIN, GroupSum, Probe, RoundInfo, SecureAggregator},

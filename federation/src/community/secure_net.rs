@@ -128,6 +128,8 @@ pub(super) struct Net {
     pub sent: Vec<(usize, Payload)>,
     /// Bytes of every sealed envelope, by sender index.
     pub bytes: Vec<usize>,
+    /// Every sealed envelope published, with its sender index, in order.
+    pub envelopes: Vec<(usize, Vec<u8>)>,
     nonce: u64,
 }
 
@@ -175,6 +177,7 @@ impl Net {
             rejections: Vec::new(),
             sent: Vec::new(),
             bytes: vec![0; n as usize],
+            envelopes: Vec::new(),
             nonce: 0,
         }
     }
@@ -213,6 +216,7 @@ impl Net {
                 self.bytes[from] += bytes.len();
                 self.sent.push((from, payload.clone()));
                 self.send(from, &bytes, now);
+                self.envelopes.push((from, bytes));
             }
             self.nodes[from].outputs.push(o);
         }

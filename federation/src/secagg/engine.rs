@@ -115,6 +115,8 @@ pub fn calibrate(
 /// ```
 pub struct Engine {
     me: MemberId,
+    /// Only observes: never runs a member of its own (replays of past rounds).
+    observer: bool,
     secret: Zeroizing<[u8; 32]>,
     config: Config,
     round: Option<RoundState>,
@@ -160,6 +162,7 @@ impl Engine {
     pub fn new(me: MemberId, secret: [u8; 32]) -> Engine {
         Engine {
             me,
+            observer: false,
             secret: Zeroizing::new(secret),
             config: Config::default(),
             round: None,
@@ -174,6 +177,21 @@ impl Engine {
             config,
             ..Engine::new(me, secret)
         })
+    }
+
+    /// An engine with the same threat model that only observes: it runs every group's
+    /// [`Aggregator`] and no member of its own, holds no secret, and publishes nothing. Used to
+    /// recompute a past round from its public messages
+    /// ([`Community::verify_secure_round`](crate::Community::verify_secure_round)).
+    pub fn observer(&self) -> Engine {
+        Engine {
+            me: self.me,
+            observer: true,
+            secret: Zeroizing::new([0; 32]),
+            config: self.config,
+            round: None,
+            excluded: Vec::new(),
+        }
     }
 
     /// The node's member id.
@@ -222,18 +240,21 @@ impl SecureAggregator for Engine {
             }
             groups.push(Group { members, ready });
         }
-        let own = group_of.get(&self.me).and_then(|&g| {
-            let ready = groups[g].ready.as_ref().ok()?;
-            let cohort = ready.aggregator.cohort().clone();
-            let seed = member_seed(
-                &self.secret,
-                &Hash32(cohort.ctx().seed),
-                info.round,
-                &self.me,
-            );
-            let (member, keys) = Member::new(cohort, &self.me, seed).ok()?;
-            Some(Own::new(g, member, keys))
-        });
+        let own = group_of
+            .get(&self.me)
+            .filter(|_| !self.observer)
+            .and_then(|&g| {
+                let ready = groups[g].ready.as_ref().ok()?;
+                let cohort = ready.aggregator.cohort().clone();
+                let seed = member_seed(
+                    &self.secret,
+                    &Hash32(cohort.ctx().seed),
+                    info.round,
+                    &self.me,
+                );
+                let (member, keys) = Member::new(cohort, &self.me, seed).ok()?;
+                Some(Own::new(g, member, keys))
+            });
         // Dropping the previous round's state wipes its member's secrets.
         self.round = Some(RoundState {
             round: info.round,
@@ -399,5 +420,9 @@ impl SecureAggregator for Engine {
 
     fn excluded(&self) -> Vec<String> {
         self.excluded.clone()
+    }
+
+    fn observer(&self) -> Option<Box<dyn SecureAggregator>> {
+        Some(Box::new(Engine::observer(self)))
     }
 }
