@@ -650,6 +650,8 @@ impl Node {
         let bytes = encode(&self.home.key, stamp, payload, &self.manifest.limits)?;
         if let Payload::Delta(d) = payload {
             persist::put_delta(&self.home.store, round, &d.hash, &bytes)?;
+        } else if sync::is_round_message(payload.kind()) {
+            persist::put_round_message(&self.home.store, round, &bytes)?;
         }
         self.capture(&bytes);
         if let Err(e) = self.client.publish(topic_of(payload.kind()), bytes).await {
@@ -759,6 +761,14 @@ impl Node {
                 }
                 Validation::Accept
             }
+            Ok(Accepted::SecureAggregation { .. }) => {
+                if let Err(e) =
+                    persist::put_round_message(&self.home.store, message.header.round, data)
+                {
+                    warn!(error = %e, "storing a secure-aggregation message failed");
+                }
+                Validation::Accept
+            }
             Ok(_) => Validation::Accept,
             Err(rejection) => {
                 let direct = Some(propagation_source) == peer_of(&sender);
@@ -791,6 +801,10 @@ impl Node {
             }
             Request::Delta { round, hash } => persist::delta(&self.home.store, round, &hash)
                 .map(|d| Response::Delta(d.map(ByteBuf::from))),
+            Request::RoundMessages { round, from } => {
+                persist::round_messages(&self.home.store, round)
+                    .map(|all| sync::page(&all, from, self.manifest.limits.message_bytes()))
+            }
         };
         result.unwrap_or_else(|e| Response::Error(e.to_string()))
     }
@@ -984,8 +998,9 @@ impl Node {
         let client = self.client.clone();
         let tx = self.internal.clone();
         let capture = self.opts.capture.clone();
+        let secure = self.community.secure().then_some(self.manifest.limits);
         tokio::spawn(async move {
-            let result = fetch_round(&client, peer, round, capture).await;
+            let result = fetch_round(&client, peer, round, capture, secure).await;
             let _ = tx
                 .send(Internal::Fetched {
                     peer,
@@ -1009,14 +1024,22 @@ impl Node {
             let parent: State = self.community.head().clone();
             let announcement =
                 hearth_federation::VersionRecord::from(record.clone()).announcement();
-            match self
-                .community
-                .verify_version(&parent, &envelopes, &announcement, at)
-            {
+            // Secure rounds are recomputed from their signed secure-aggregation messages.
+            let secure = self.community.secure();
+            let verified = if secure {
+                self.community
+                    .verify_secure_round(&parent, &envelopes, &announcement, at)
+            } else {
+                self.community
+                    .verify_version(&parent, &envelopes, &announcement, at)
+            };
+            match verified {
                 Ok((verified, state)) if verified.optimizer == record.optimizer => {
                     self.community.adopt(&verified, state)?;
                     for bytes in &envelopes {
-                        if let Ok(m) =
+                        if secure {
+                            persist::put_round_message(&self.home.store, round, bytes)?;
+                        } else if let Ok(m) =
                             decode_untrusted(bytes, &self.manifest.limits, &self.community.id())
                             && let Payload::Delta(d) = &m.payload
                         {
@@ -1132,12 +1155,15 @@ fn release_margin(m: &Manifest) -> f64 {
     estimate.min(m.schedule.submit_secs as f64 / 2.0)
 }
 
-/// Fetches round `round`'s record and the signed deltas behind it from `peer`.
+/// Fetches round `round`'s record and the signed deltas behind it from `peer` — or, for a
+/// secure round (`secure` holds the community's limits), the round's signed secure-aggregation
+/// messages.
 async fn fetch_round(
     client: &Client,
     peer: PeerId,
     round: u64,
     capture: Option<std::path::PathBuf>,
+    secure: Option<hearth_protocol::Limits>,
 ) -> anyhow::Result<Option<(WireRecord, Vec<Vec<u8>>)>> {
     let ask = |request: Request| {
         let client = client.clone();
@@ -1160,6 +1186,10 @@ async fn fetch_round(
     };
     if record.round != round {
         bail!("asked for round {round}, got round {}", record.round);
+    }
+    if let Some(limits) = secure {
+        let envelopes = sync::fetch_round_messages(ask, round, &limits).await?;
+        return Ok(Some((record, envelopes)));
     }
     let mut envelopes = Vec::with_capacity(record.inputs.len());
     for hash in &record.inputs {

@@ -1,12 +1,13 @@
 //! What the daemon keeps in the store: the community head and its version records, the signed
-//! deltas behind each version (served to peers that catch up), member certificates and the
-//! privacy ledger.
+//! deltas behind each version and the signed secure-aggregation messages of each round (served
+//! to peers that catch up), member certificates and the privacy ledger.
 //!
 //! | column family | key | value |
 //! | --- | --- | --- |
 //! | `adapters` | `community/head` | [`StoredState`] of the head |
 //! | `rounds` | `record/<round u64be>` | [`WireRecord`] of the version the round produced |
 //! | `deltas` | `<round u64be><content hash>` | the delta's signed envelope, as received |
+//! | `deltas` | `<round u64be>m<SHA-256 of the envelope>` | a secure-aggregation message's signed envelope, as received or published |
 //! | `peers` | `cert/<member id>` | a verified member certificate |
 //! | `ledger` | `ledger` | the privacy ledger's records |
 //!
@@ -25,6 +26,8 @@ const KEY_HEAD: &[u8] = b"community/head";
 const KEY_LEDGER: &[u8] = b"ledger";
 const RECORD_PREFIX: &[u8] = b"record/";
 const CERT_PREFIX: &[u8] = b"cert/";
+/// Marks a secure-aggregation message among a round's deltas (a delta key has a hash there).
+const MESSAGE_MARK: u8 = b'm';
 
 /// A version record as stored and as sent over `/hearth/sync/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,7 +226,31 @@ pub fn delta(store: &Store, round: u64, hash: &Hash32) -> anyhow::Result<Option<
     Ok(store.get(Cf::Deltas, &delta_key(round, hash))?)
 }
 
-/// Drops kept deltas of rounds before `before`.
+fn message_prefix(round: u64) -> Vec<u8> {
+    [&round.to_be_bytes()[..], &[MESSAGE_MARK]].concat()
+}
+
+/// Keeps a secure-aggregation message's signed envelope (keys, shares, masked input, survivor
+/// set or unmasking shares) of `round`, accepted by the community's checks, so that peers that
+/// missed the round can recompute it. The same envelope twice is stored once. Bounded by the
+/// community: it accepts one message of each kind per cohort member and round. Pruned with the
+/// deltas ([`prune_deltas`]).
+pub fn put_round_message(store: &Store, round: u64, envelope: &[u8]) -> anyhow::Result<()> {
+    let key = [message_prefix(round), Hash32::digest(envelope).0.to_vec()].concat();
+    store.put(Cf::Deltas, &key, envelope)?;
+    Ok(())
+}
+
+/// Every kept secure-aggregation message of `round`, in key order (by envelope hash).
+pub fn round_messages(store: &Store, round: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok(store
+        .scan_prefix(Cf::Deltas, &message_prefix(round))?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// Drops kept deltas and secure-aggregation messages of rounds before `before`.
 pub fn prune_deltas(store: &Store, before: u64) -> anyhow::Result<usize> {
     let old: Vec<Vec<u8>> = store
         .scan_prefix(Cf::Deltas, &[])?
@@ -381,6 +408,28 @@ mod tests {
         assert_eq!(prune_deltas(&s, 2).unwrap(), 1);
         assert_eq!(delta(&s, 1, &a).unwrap(), None);
         assert!(delta(&s, 2, &b).unwrap().is_some());
+    }
+
+    #[test]
+    fn round_messages_are_kept_once_by_round_and_pruned_with_the_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let d = Hash32::digest(b"d");
+        put_delta(&s, 3, &d, b"delta").unwrap();
+        for m in [&b"keys"[..], b"masked", b"keys"] {
+            put_round_message(&s, 3, m).unwrap();
+        }
+        put_round_message(&s, 4, b"later").unwrap();
+        let mut three = round_messages(&s, 3).unwrap();
+        three.sort();
+        assert_eq!(three, vec![b"keys".to_vec(), b"masked".to_vec()]);
+        assert_eq!(round_messages(&s, 4).unwrap(), vec![b"later".to_vec()]);
+        assert!(round_messages(&s, 2).unwrap().is_empty());
+        // The delta of the round is not a message, and is still found by its hash.
+        assert_eq!(delta(&s, 3, &d).unwrap().as_deref(), Some(&b"delta"[..]));
+        assert_eq!(prune_deltas(&s, 4).unwrap(), 3);
+        assert!(round_messages(&s, 3).unwrap().is_empty());
+        assert_eq!(round_messages(&s, 4).unwrap().len(), 1);
     }
 
     #[test]
