@@ -52,6 +52,15 @@ pub struct Status {
     pub peers: Option<u64>,
     /// Anything the member should know (e.g. an adapter that does not fit).
     pub notes: Vec<String>,
+    /// What the daemon is doing (`hearth node` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<crate::report::NodeReport>,
+    /// The member's privacy ledger (`hearth node` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::report::PrivacyReport>,
+    /// Members known from their certificates (`hearth node` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<crate::report::MemberReport>,
 }
 
 /// The community as this node knows it.

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod adapters;
 pub mod chat;
 mod generate;
+mod inspect;
 pub mod local;
 pub mod membership;
 pub mod node;
@@ -40,10 +41,28 @@ pub enum Command {
     ///
     /// Example: hearth invite 12D3KooW... --out alice.invite --bootstrap /ip4/192.0.2.1/tcp/4011/p2p/12D3KooW...
     Invite(membership::InviteArgs),
+    /// Revoke a member (admin only): a new signed revocation list, which your node publishes
+    /// and every member relays; the member's deltas are refused from then on.
+    ///
+    /// Example: hearth revoke 12D3KooW...
+    Revoke(inspect::RevokeArgs),
     /// Join a community with an invite file from its admin.
     ///
     /// Example: hearth join alice.invite
     Join(membership::JoinArgs),
+    /// What this node is doing: community, version, round, peers, training, privacy spent
+    /// (asks the running node's API; reads the store when the node is stopped).
+    ///
+    /// Example: hearth status   (or hearth status --json)
+    Status(inspect::InspectArgs),
+    /// The community's members this node knows, and which are connected now.
+    ///
+    /// Example: hearth peers
+    Peers(inspect::InspectArgs),
+    /// The privacy ledger: ε and ρ spent of the budget, and every release charged.
+    ///
+    /// Example: hearth budget
+    Budget(inspect::InspectArgs),
     /// Show this node's member id and community.
     Whoami(HomeArgs),
     /// Add a folder of private documents (.txt, .md, .jsonl chats) to the store, sealed.
@@ -183,6 +202,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(args) => membership::invite(args),
         Command::Join(args) => membership::join(args),
         Command::Whoami(args) => membership::whoami(args),
+        Command::Revoke(args) => inspect::revoke(args),
+        Command::Status(args) => inspect::status(args),
+        Command::Peers(args) => inspect::peers(args),
+        Command::Budget(args) => inspect::budget(args),
         Command::Ingest(args) => node::ingest(args),
         Command::Forget(args) => node::forget(args),
         Command::Node(args) => node::run(args),

@@ -29,12 +29,15 @@ use super::sync::{self, MAX_CERTIFICATES, Request, Response};
 use super::{Options, Summary};
 use crate::home::{Home, unix_now};
 use crate::network::{self, Client, NetConfig, NetEvent, Topic, Validation};
+use crate::report::{self, NodeReport, PrivacyReport};
 use crate::{bridge, documents};
 
 /// Records of past versions kept in memory.
 const KEEP_RECORDS: usize = 1024;
 /// How often bootstrap peers are dialed again while no peer is connected.
 const REDIAL: Duration = Duration::from_secs(3);
+/// How often the API's member list is rebuilt from the store.
+const MEMBERS_REPORT: Duration = Duration::from_secs(5);
 /// Rounds of signed deltas kept to serve peers that catch up.
 const KEEP_DELTA_ROUNDS: u64 = 64;
 
@@ -94,6 +97,8 @@ struct Node {
     last_dial: Instant,
     last_release_secs: f64,
     serving: Option<Serving>,
+    reported_releases: Option<usize>,
+    last_members_report: Instant,
 }
 
 fn peer_of(member: &MemberId) -> Option<PeerId> {
@@ -196,6 +201,11 @@ impl Node {
                 debug!(member = %c.body.member, error = %e, "stored certificate no longer valid");
             }
         }
+        if let Some(list) = report::load_revocations(&home.store)? {
+            community
+                .apply_revocations(&list)
+                .context("the stored revocation list is not valid")?;
+        }
         if let Some((round, state, recent)) =
             persist::load_head(&home.store, &manifest.lora, KEEP_RECORDS)?
         {
@@ -290,6 +300,8 @@ impl Node {
                 last_dial: Instant::now(),
                 last_release_secs: 0.0,
                 serving: None,
+                reported_releases: None,
+                last_members_report: Instant::now() - MEMBERS_REPORT,
             },
             events,
             rx,
@@ -413,11 +425,39 @@ impl Node {
             return;
         }
         self.fill_summary();
-        let peers = self.connected.len();
+        let peers: Vec<String> = self.connected.iter().map(ToString::to_string).collect();
+        let node = NodeReport {
+            peers,
+            round: self.community.round().map(|r| r.number()),
+            round_open: self.round_open(),
+            training: self.training || self.releasing,
+            contributions: self.summary.contributions,
+            rounds_closed: self.summary.rounds_closed,
+            rounds_adopted: self.summary.rounds_adopted,
+            rounds_failed: self.summary.rounds_failed,
+        };
+        // The ledger and member list change rarely: rebuilt when they may have.
+        let releases = self.ledger.records().len();
+        let privacy = (self.reported_releases != Some(releases)).then(|| {
+            self.reported_releases = Some(releases);
+            PrivacyReport::new(report::mode_name(&self.manifest), &self.ledger)
+        });
+        let members = (self.last_members_report.elapsed() >= MEMBERS_REPORT).then(|| {
+            self.last_members_report = Instant::now();
+            report::members(&self.home, &node.peers.iter().cloned().collect())
+        });
+        let members = match members {
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "listing members failed");
+                None
+            }
+            None => None,
+        };
         let round = self.community.head_round();
         let head = self.community.head();
         if let Some(serving) = self.serving.as_mut() {
-            serving.update(&self.summary, peers);
+            serving.update(&self.summary, node, privacy, members);
             serving.serve_head(round, head);
         }
     }
@@ -669,6 +709,18 @@ impl Node {
         if let Err(e) = self.publish(round, &payload, unix_now()).await {
             debug!(error = %e, "publishing the certificate failed");
         }
+        // Every member relays the newest revocation list it holds, so it reaches the whole
+        // community even while the admin is offline.
+        match report::load_revocations(&self.home.store) {
+            Ok(Some(list)) => {
+                let payload = Payload::Revocations(list);
+                if let Err(e) = self.publish(round, &payload, unix_now()).await {
+                    debug!(error = %e, "publishing the revocation list failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %format!("{e:#}"), "reading the revocation list failed"),
+        }
     }
 
     async fn on_event(&mut self, event: NetEvent) {
@@ -758,6 +810,22 @@ impl Node {
                     && let Err(e) = persist::put_certificate(&self.home.store, c)
                 {
                     warn!(error = %e, "storing a certificate failed");
+                }
+                Validation::Accept
+            }
+            Ok(Accepted::Revocations { sequence }) => {
+                if let Payload::Revocations(list) = &message.payload {
+                    match report::store_revocations(&self.home.store, list) {
+                        Ok(true) => info!(
+                            sequence,
+                            revoked = list.body.revoked.len(),
+                            "new revocation list in force"
+                        ),
+                        Ok(false) => {}
+                        Err(e) => {
+                            warn!(error = %format!("{e:#}"), "storing a revocation list failed")
+                        }
+                    }
                 }
                 Validation::Accept
             }

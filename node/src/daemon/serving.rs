@@ -16,6 +16,7 @@ use super::Summary;
 use crate::api::{self, Metrics, Models};
 use crate::bridge;
 use crate::home::Home;
+use crate::report::{MemberReport, NodeReport, PrivacyReport};
 
 /// How the daemon's API runs.
 #[derive(Debug, Clone)]
@@ -87,7 +88,14 @@ impl Serving {
     }
 
     /// Copies the daemon's counters into the metrics and status.
-    pub(super) fn update(&self, summary: &Summary, peers: usize) {
+    pub(super) fn update(
+        &self,
+        summary: &Summary,
+        node: NodeReport,
+        privacy: Option<PrivacyReport>,
+        members: Option<Vec<MemberReport>>,
+    ) {
+        let peers = node.peers.len();
         let m = self.metrics();
         let set = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
         set(&m.rounds_closed, summary.rounds_closed);
@@ -108,6 +116,13 @@ impl Serving {
             if let Some(c) = s.community.as_mut() {
                 c.head_round = summary.head_round;
                 c.head_version = Some(summary.head_version.clone());
+            }
+            s.node = Some(node);
+            if let Some(p) = privacy {
+                s.privacy = Some(p);
+            }
+            if let Some(m) = members {
+                s.members = m;
             }
         });
     }

@@ -11,5 +11,8 @@ mod adapters;
 mod api;
 /// `hearth chat`: one-shot and conversation over stdin.
 mod chat;
+/// The whole path init → create → invite → join → ingest → train → chat → export → import, plus
+/// status, peers, budget, revoke, the config file and the usual mistakes.
+mod flow;
 /// The official `openai` Python client against `hearth serve` (opt-in: needs the package).
 mod openai_client;
