@@ -13,17 +13,21 @@ fi
 # Debian packages the build needs: clang/libclang (bindgen for librocksdb-sys), Debian's RocksDB,
 # OpenSSL headers (opendp), pkg-config. Installed only when something is missing.
 hearth_setup_machine() {
-  local pkgs=(clang libclang-dev librocksdb-dev libssl-dev pkg-config python3 python3-pip)
+  local pkgs=(clang libclang-dev librocksdb-dev libssl-dev pkg-config python3 python3-pip python3-venv)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  # python3 may come from elsewhere (pyenv); only ask apt for it when there is none at all.
-  if command -v python3 >/dev/null && command -v pip >/dev/null; then
-    missing=("${missing[@]/python3}"); missing=("${missing[@]/python3-pip}")
-  fi
+  # Python may come from elsewhere (pyenv): ask apt for its parts only when they do not work.
   local want=()
-  for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done
+  for p in "${missing[@]}"; do
+    case "$p" in
+      python3) command -v python3 >/dev/null && continue ;;
+      python3-pip) python3 -m pip --version >/dev/null 2>&1 && continue ;;
+      python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && continue ;;
+    esac
+    want+=("$p")
+  done
   if [ ${#want[@]} -gt 0 ]; then
     echo "installing Debian packages: ${want[*]}" >&2
     local sudo=""
