@@ -486,8 +486,11 @@ impl Node {
         };
         self.submitted.insert(number);
         // The charge is on disk before anything is published.
-        persist::save_ledger(&self.home.store, &ready.ledger)?;
-        self.ledger = ready.ledger.clone();
+        // The ledger names the round the release is published in: a contribution trained for a
+        // later round goes out in the first round on its base version.
+        let ledger = relabel_last(ready.ledger.clone(), number)?;
+        persist::save_ledger(&self.home.store, &ledger)?;
+        self.ledger = ledger;
         let delta = bridge::submission(
             &self.manifest,
             number,
@@ -1196,6 +1199,16 @@ impl Node {
                 .push(("wrong_source".into(), self.wrong_source));
         }
     }
+}
+
+/// `ledger` with its last record (the release about to be published) labelled `round`.
+fn relabel_last(ledger: Ledger, round: u64) -> anyhow::Result<Ledger> {
+    let mut records = ledger.records().to_vec();
+    match records.last_mut() {
+        Some(last) if last.round != round => last.round = round,
+        _ => return Ok(ledger),
+    }
+    Ok(Ledger::restore(ledger.budget(), records)?)
 }
 
 /// ε spent at the ledger's δ: OpenDP's conversion, or where it gives up (very large ρ) the
