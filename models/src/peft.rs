@@ -171,7 +171,37 @@ pub fn encode(
     ]);
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| format_err("safetensors", e.to_string()))?;
-    Ok((config_json(&weights.config, base_model_name_or_path), bytes))
+    Ok((
+        config_json(&weights.config, base_model_name_or_path),
+        sorted_metadata(bytes)?,
+    ))
+}
+
+/// The same safetensors bytes with the header's `__metadata__` keys in sorted order: the crate
+/// writes them in a `HashMap`'s random order, and an export should be the same bytes every time.
+fn sorted_metadata(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = |why: &str| format_err("safetensors", why.to_string());
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("no header"))?;
+    let n = usize::try_from(u64::from_le_bytes(len)).map_err(|_| bad("header too long"))?;
+    let header = bytes
+        .get(8..8 + n)
+        .ok_or_else(|| bad("header past the end"))?;
+    let mut value: Value = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+    if let Some(Value::Object(meta)) = value.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, Value> =
+            std::mem::take(meta).into_iter().collect();
+        meta.extend(sorted);
+    }
+    let mut text = serde_json::to_vec(&value).map_err(|e| bad(&e.to_string()))?;
+    if text.len() > n {
+        return Err(bad("sorted header longer than the original"));
+    }
+    text.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&text);
+    Ok(bytes)
 }
 
 /// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` (created if missing).

@@ -276,3 +276,24 @@ fn names_parse_and_sizes_are_limited() {
     assert!(load(dir.path(), &LlamaConfig::tiny(40)).is_err());
     assert!(load(&dir.path().join("missing"), &LlamaConfig::tiny(40)).is_err());
 }
+
+#[test]
+fn an_export_is_the_same_bytes_every_time() {
+    let (model, slot) = model_with_adapter(vec![Target::Q, Target::V], true);
+    let weights = model.adapter_weights(slot).unwrap();
+    let config = model.config().clone();
+    let (json, first) = encode(&weights, &config, "b").unwrap();
+    // The metadata map has three keys: unsorted, 20 encodings would almost surely differ.
+    for _ in 0..20 {
+        let (j, bytes) = encode(&weights, &config, "b").unwrap();
+        assert_eq!((&j, &bytes), (&json, &first));
+    }
+    let header_len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&first[8..8 + header_len]).unwrap();
+    assert!(
+        header.starts_with(r#"{"__metadata__":{"format":"pt","hearth.ffa":"true","hearth.seed":"#),
+        "{header}"
+    );
+    // It still decodes to the same adapter.
+    assert_eq!(decode(&json, &first, &config).unwrap(), weights);
+}
