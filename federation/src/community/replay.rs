@@ -99,6 +99,7 @@ impl Community {
             )));
         }
         engine.begin(&info);
+        let mut messages = Vec::with_capacity(envelopes.len());
         for (index, bytes) in envelopes.iter().enumerate() {
             let invalid = |rejection: Rejection| Error::InvalidInput {
                 index,
@@ -130,7 +131,17 @@ impl Community {
             if !info.in_cohort(&sender) {
                 return Err(reject(Reason::NotInCohort, "outside the cohort".into()));
             }
-            engine.on_message(&info, &message, at).map_err(invalid)?;
+            messages.push((phase_rank(kind), index, message));
+        }
+        // In phase order, as they were sent (a masked input needs its sender's shares first).
+        messages.sort_by_key(|(rank, index, _)| (*rank, *index));
+        for (_, index, message) in &messages {
+            engine
+                .on_message(&info, message, at)
+                .map_err(|rejection| Error::InvalidInput {
+                    index: *index,
+                    rejection: Box::new(rejection),
+                })?;
         }
         let groups = engine.finish(&info).map_err(replay_error)?;
         let excluded = engine.excluded();
@@ -159,6 +170,17 @@ impl Community {
             });
         }
         Ok((record, state))
+    }
+}
+
+/// The phase a secure-aggregation message belongs to, in order.
+fn phase_rank(kind: Kind) -> u8 {
+    match kind {
+        Kind::Keys => 0,
+        Kind::Shares => 1,
+        Kind::Masked => 2,
+        Kind::Survivors => 3,
+        _ => 4,
     }
 }
 

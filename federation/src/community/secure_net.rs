@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use hearth_protocol::{
-    DeltaSubmission, DpParams, Hash32, Keypair, LayerDelta, Manifest, MemberId, Payload,
+    DeltaSubmission, DpParams, Hash32, Keypair, Kind, LayerDelta, Manifest, MemberId, Payload,
     PrivacyMode, Rule,
 };
 
@@ -130,6 +130,8 @@ pub(super) struct Net {
     pub bytes: Vec<usize>,
     /// Every sealed envelope published, with its sender index, in order.
     pub envelopes: Vec<(usize, Vec<u8>)>,
+    /// Payloads of these (sender, kind) are recorded but never delivered.
+    pub withhold: Vec<(usize, Kind)>,
     nonce: u64,
 }
 
@@ -178,6 +180,7 @@ impl Net {
             sent: Vec::new(),
             bytes: vec![0; n as usize],
             envelopes: Vec::new(),
+            withhold: Vec::new(),
             nonce: 0,
         }
     }
@@ -215,7 +218,9 @@ impl Net {
                 let bytes = seal(&self.m, &self.nodes[from].key, *round, self.nonce, payload);
                 self.bytes[from] += bytes.len();
                 self.sent.push((from, payload.clone()));
-                self.send(from, &bytes, now);
+                if !self.withhold.contains(&(from, payload.kind())) {
+                    self.send(from, &bytes, now);
+                }
                 self.envelopes.push((from, bytes));
             }
             self.nodes[from].outputs.push(o);

@@ -10,12 +10,14 @@ use super::*;
 use crate::secagg::Engine;
 use crate::testutil::{Gen, member, seal};
 
-/// The secure-aggregation envelopes `net` published (every kind but version announcements).
+/// The secure-aggregation envelopes `net` delivered (every kind but version announcements).
 fn secure_envelopes(net: &Net) -> Vec<Vec<u8>> {
     net.sent
         .iter()
         .zip(&net.envelopes)
-        .filter(|((_, p), _)| p.kind() != Kind::Version)
+        .filter(|((from, p), _)| {
+            p.kind() != Kind::Version && !net.withhold.contains(&(*from, p.kind()))
+        })
         .map(|(_, (_, bytes))| bytes.clone())
         .collect()
 }
@@ -277,4 +279,31 @@ fn missing_messages_and_wrong_announcements_are_rejected() {
     let plain = crate::testutil::community(&crate::testutil::manifest(Rule::Mean), 9);
     let why = replay_error(plain.verify_secure_round(&parent, &envelopes, &a, Net::at(0)));
     assert!(why.contains("plain"), "{why}");
+}
+
+/// A member whose encrypted shares never arrive (as when no one can decrypt them: a node that
+/// masked on a stale parent) but whose masked input does: its input is refused by every node,
+/// it is no survivor, and the round still closes — live and in the replay.
+#[test]
+fn a_masked_input_without_its_shares_is_refused_and_the_round_completes() {
+    let mut net = Net::new(&secure_manifest(Rule::Mean), 9);
+    net.withhold.push((4, Kind::Shares));
+    net.run(&[], |_| vec![]);
+    let record = net.agreed();
+    assert_eq!(record.inputs.len(), 1);
+    let refused: Vec<usize> = net
+        .rejections
+        .iter()
+        .filter(|(_, r)| r.detail.contains("without accepted encrypted shares"))
+        .map(|(j, _)| *j)
+        .collect();
+    assert_eq!(
+        refused,
+        vec![0, 1, 2, 3, 5, 6, 7, 8],
+        "{:?}",
+        net.rejections
+    );
+    // Peers keep only what they accepted: the refused masked input is not served either.
+    net.withhold.push((4, Kind::Masked));
+    assert_recomputed(&net, &secure_envelopes(&net));
 }

@@ -23,7 +23,8 @@
 //! | unmask | announces its survivor set, then reveals its shares once a set is agreed |
 //!
 //! Each sender may send one message of each kind per round: the same one again is a
-//! `duplicate`, another one an `equivocation`.
+//! `duplicate`, another one an `equivocation`. A masked input is accepted only from a sender
+//! whose encrypted shares were accepted (the survivors must be unmaskable).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -329,6 +330,15 @@ impl SecureAggregator for Engine {
                 ));
             }
             None => {}
+        }
+        // Only members that shared their secrets can be unmasked: a masked input from a member
+        // whose encrypted shares were not accepted here (never sent, or not decryptable — e.g.
+        // it masked on another parent) would make the survivors' sum impossible to unmask.
+        if kind == Kind::Masked && !st.seen.contains_key(&(sender, Kind::Shares)) {
+            return Err(reject(
+                Reason::SecureAggregation,
+                "a masked input without accepted encrypted shares".into(),
+            ));
         }
         let ready = match st.groups[g].ready.as_mut() {
             Ok(ready) => ready,
