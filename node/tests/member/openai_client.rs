@@ -15,34 +15,9 @@ use crate::common::{Served, member};
 #[test]
 #[ignore = "needs $HEARTH_OPENAI_PYTHON: a Python with the openai package (docs/API.md)"]
 fn the_official_openai_client_works_against_hearth_serve() {
-    let python = std::env::var("HEARTH_OPENAI_PYTHON").expect(
-        "set HEARTH_OPENAI_PYTHON to a Python with `openai` and `prometheus-client` (docs/API.md)",
-    );
     let m = member(true);
     let s = Served::start(&m, Some("client-token"), &["--max-tokens", "64"]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tools/openai_client_check.py"
-    );
-    let out = Command::new(python)
-        .args([
-            script,
-            "--base-url",
-            &format!("{}/v1", s.base),
-            "--token",
-            "client-token",
-        ])
-        .args(["--model", "hearth-personal", "--max-tokens", "16"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    run_check(&s.base, "client-token");
 }
 
 /// A running `hearth node` (a one-member community, following, no peers) with its API on a free
@@ -109,11 +84,16 @@ impl Drop for Node {
 #[test]
 #[ignore = "needs $HEARTH_OPENAI_PYTHON: a Python with the openai package (docs/API.md)"]
 fn the_official_openai_client_works_against_a_running_hearth_node() {
+    let m = member(true);
+    let node = Node::start(&m, "node-token");
+    run_check(&node.base, "node-token");
+}
+
+/// Runs tools/openai_client_check.py with `$HEARTH_OPENAI_PYTHON` against the API at `base`.
+fn run_check(base: &str, token: &str) {
     let python = std::env::var("HEARTH_OPENAI_PYTHON").expect(
         "set HEARTH_OPENAI_PYTHON to a Python with `openai` and `prometheus-client` (docs/API.md)",
     );
-    let m = member(true);
-    let node = Node::start(&m, "node-token");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tools/openai_client_check.py"
@@ -122,9 +102,9 @@ fn the_official_openai_client_works_against_a_running_hearth_node() {
         .args([
             script,
             "--base-url",
-            &format!("{}/v1", node.base),
+            &format!("{base}/v1"),
             "--token",
-            "node-token",
+            token,
         ])
         .args(["--model", "hearth-personal", "--max-tokens", "16"])
         .output()
