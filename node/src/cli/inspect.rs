@@ -147,8 +147,10 @@ pub fn status(args: InspectArgs) -> anyhow::Result<()> {
     };
     println!("community   {} ({})", c.name, short(&c.id));
     match &c.head_version {
-        Some(v) => println!("version     round {} ({})", c.head_round, short(v)),
-        None => println!("version     genesis (no round closed yet)"),
+        Some(v) if c.head_round > 0 => {
+            println!("version     round {} ({})", c.head_round, short(v));
+        }
+        _ => println!("version     genesis (no round closed yet)"),
     }
     match &snap.node {
         Some(n) => {
@@ -207,6 +209,9 @@ pub fn peers(args: InspectArgs) -> anyhow::Result<()> {
     }
     for m in &snap.members {
         let mut notes = Vec::new();
+        if snap.member.as_deref() == Some(m.id.as_str()) {
+            notes.push("this node".to_string());
+        }
         if m.connected {
             notes.push("connected".to_string());
         }
