@@ -210,6 +210,17 @@ pub fn community(
     model_sha: Hash32,
     mode: PrivacyMode,
 ) -> (Vec<Member>, Signed<Manifest>) {
+    community_with_groups(root, n, model_sha, mode, 8)
+}
+
+/// [`community`] whose secure-aggregation groups have at least `min_group_size` members.
+pub fn community_with_groups(
+    root: &Path,
+    n: usize,
+    model_sha: Hash32,
+    mode: PrivacyMode,
+    min_group_size: u32,
+) -> (Vec<Member>, Signed<Manifest>) {
     let mut members = Vec::new();
     let mut homes = Vec::new();
     for i in 0..n {
@@ -229,7 +240,9 @@ pub fn community(
         homes.push(home);
     }
     let created = unix_now(); // round 1 starts one period from now
-    let manifest = manifest(&homes[0], model_sha, created, mode);
+    let mut body = manifest(&homes[0], model_sha, created, mode).body;
+    body.aggregation.min_group_size = min_group_size;
+    let manifest = Signed::sign(body, &homes[0].key).unwrap();
     let community = manifest.verify().unwrap();
     let certs: Vec<_> = homes
         .iter()

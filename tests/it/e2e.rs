@@ -13,7 +13,9 @@ use hearth_node::home::{Home, unix_now};
 use hearth_node::network::{self, NetConfig, Topic};
 use hearth_protocol::{Envelope, Hash32, Keypair, Manifest, Payload, PrivacyMode, Stamp};
 
-use crate::community::{Member, PERIOD, SECURE_PERIOD, captured, community, tiny_model};
+use crate::community::{
+    Member, PERIOD, SECURE_PERIOD, captured, community, community_with_groups, tiny_model,
+};
 
 fn rejected(s: &Summary, reason: &str) -> u64 {
     s.rejected
@@ -285,4 +287,66 @@ async fn eight_nodes_run_secure_rounds_and_agree() {
     assert_ne!(summaries[0].head_version, genesis.to_string());
     // Masked inputs only: no payload carries a member's private text.
     assert_nothing_private_left(&members, &[]);
+}
+
+/// Distributed mode, four members in one group of at least three (`t = 1`): member 3 takes part
+/// in round 1 and stops; rounds 2 and 3 run without it (a dropout). It comes back during round
+/// 3's unmask phase, fetches the secure-aggregation messages of the rounds it missed over
+/// `/hearth/sync/1`, recomputes each version from them (`Community::verify_secure_round`),
+/// adopts it, and ends on the community's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_node_catches_up_on_secure_rounds() {
+    let root = tempfile::tempdir().unwrap();
+    let (model, sha) = tiny_model(root.path());
+    let (members, manifest) =
+        community_with_groups(root.path(), 4, sha, PrivacyMode::Distributed, 3);
+    let t0 = manifest.body.created;
+    let rounds = 4;
+    let boot = vec![members[0].addr()];
+    let live: Vec<_> = members[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let b = if i == 0 { vec![] } else { boot.clone() };
+            let opts = m.options_with_period(&model, b, rounds, SECURE_PERIOD);
+            tokio::spawn(run(opts, std::future::pending()))
+        })
+        .collect();
+    let first = run(
+        members[3].options_with_period(&model, boot.clone(), 1, SECURE_PERIOD),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.head_round, 1, "{first:?}");
+    // Back in round 3's unmask phase: round 2 is to be fetched.
+    wait_until(t0 + 3 * SECURE_PERIOD + SECURE_PERIOD * 3 / 4 - 2).await;
+    let back = run(
+        members[3].options_with_period(&model, boot, rounds, SECURE_PERIOD),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let mut summaries = Vec::new();
+    for t in live {
+        summaries.push(t.await.unwrap().unwrap());
+    }
+    for s in summaries.iter().chain([&back]) {
+        eprintln!("{s:?}");
+        assert_eq!(s.head_round, rounds, "{s:?}");
+    }
+    assert!(
+        back.rounds_adopted >= 1,
+        "did not catch up by sync: {back:?}"
+    );
+    let versions: HashSet<&str> = summaries
+        .iter()
+        .chain([&back])
+        .map(|s| s.head_version.as_str())
+        .collect();
+    assert_eq!(versions.len(), 1, "nodes disagree: {versions:?}");
+    // The live nodes computed every round themselves.
+    for s in &summaries {
+        assert!(s.rounds_closed >= rounds - 1, "{s:?}");
+    }
 }

@@ -378,8 +378,15 @@ impl Node {
             r += 1;
         }
         let start = self.clock(r)?.start;
-        let ok =
-            now + start_lead(&self.manifest) >= start && self.opts.rounds.is_none_or(|n| r <= n);
+        // A node whose head is more than one round behind opens the round only at its start, not
+        // early: peers that just closed the round before say so meanwhile (their hello when they
+        // open this one) and it catches up first, instead of opening on a stale head.
+        let lead = if self.community.head_round() + 1 < r {
+            0
+        } else {
+            start_lead(&self.manifest)
+        };
+        let ok = now + lead >= start && self.opts.rounds.is_none_or(|n| r <= n);
         ok.then_some(r)
     }
 

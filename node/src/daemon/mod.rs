@@ -18,8 +18,13 @@
 //!    and fetches each missed round's record and signed deltas over `/hearth/sync/1`, recomputes
 //!    the version and adopts it only if it matches.
 //!
-//! Only periodic schedules and the local privacy mode run here; the distributed mode waits for
-//! the secure-aggregation engine (docs/PRIVACY.md).
+//! Both privacy modes run here, on periodic schedules. In the distributed mode the node installs
+//! the secure-aggregation engine (`federation::secagg::Engine`, with a fresh secret at every
+//! start): between rounds it trains; in the round it releases its delta with its group's noise
+//! share, masks it, and takes part in every phase (keys, shares, masked input, survivors,
+//! unmasking); the round closes at the unmask deadline on the unmasked group sums. It keeps every
+//! secure-aggregation message it accepted, and a node that missed a secure round fetches them
+//! (`round_messages`) and recomputes the version from them (`Community::verify_secure_round`).
 
 pub mod contribute;
 mod event_loop;
