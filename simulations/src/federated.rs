@@ -35,6 +35,7 @@ use crate::network::{Memory, Transport};
 use crate::privacy::Privacy;
 use crate::rng::{derive, purpose, stream};
 use crate::scenario::{Arm, AttackKind};
+use crate::trace::State as TraceState;
 use crate::world::{T0, World};
 
 /// Bytes of a version fetched by a light member, besides the values (request, framing).
@@ -180,9 +181,17 @@ impl<'w> Federated<'w> {
                 return Err(Error::run("a full node has no open round"));
             };
             a.selected = round.in_cohort(&world.members[m].id());
+            // The trace decides the pairs it names; the probabilities the others.
             let mut rng = stream(s.seed, &[purpose::CHURN, r, m as u64]);
-            a.dropped = a.selected && rng.bernoulli(s.churn.dropout);
-            a.straggler = a.selected && !a.dropped && rng.bernoulli(s.churn.straggler);
+            let (down, slow) = match world.trace.state(r, m) {
+                Some(state) => (state == TraceState::Down, state == TraceState::Slow),
+                None => {
+                    let down = rng.bernoulli(s.churn.dropout);
+                    (down, !down && rng.bernoulli(s.churn.straggler))
+                }
+            };
+            a.dropped = a.selected && down;
+            a.straggler = a.selected && !a.dropped && slow;
         }
         let clock = *self.nodes[0]
             .round()

@@ -11,6 +11,7 @@
 //!   [`network::Memory`] transport, the baselines ([`Arm::Local`], [`Arm::Centralized`]) on
 //!   the same data and budget; writes [`metrics`] (CSV, JSON) and [`plot`]s.
 //! - [`attack`]: sign flip, scaling (model replacement), noise and ALIE attackers.
+//! - [`trace`]: churn traces (which members are down or slow in which rounds).
 //!
 //! Same scenario, same seed: the same CSV files, bit for bit (wall-clock times go to
 //! `timing.csv` and `summary.json` only). docs/SIMULATIONS.md describes the scenarios and shows
@@ -42,6 +43,7 @@ pub mod rng;
 mod run;
 pub mod scenario;
 pub mod sweep;
+pub mod trace;
 mod world;
 
 pub use crate::{

@@ -16,6 +16,7 @@ use crate::federated::{Activity, Federated, MemberRound};
 use crate::metrics::{MemberRow, RoundRow, Sink, Timing, json_number, write};
 use crate::model::{Base, Evaluator};
 use crate::scenario::{Arm, BaseKind, Scenario};
+use crate::trace::Trace;
 use crate::world::World;
 use crate::{plot, pretrain};
 
@@ -69,12 +70,16 @@ pub fn run(scenario: &Scenario, out: &Path, observer: &mut dyn Observer) -> Resu
     observer.stage("loading the corpus");
     let corpus = Corpus::load(&data::plays_dir(s)?)?;
     let clients = data::clients(s, &corpus)?;
+    let trace = match &s.churn.trace {
+        Some(path) => Trace::load(path, s.members, s.rounds)?,
+        None => Trace::default(),
+    };
     observer.stage("preparing the base model");
     let base = match s.model.base {
         BaseKind::Random => Base::random(s)?,
         BaseKind::Pretrained => pretrain::base(s, &corpus, out)?,
     };
-    let world = World::new(s, base, clients)?;
+    let world = World::new(s, base, clients, trace)?;
     let mut evaluator = world.base.evaluator()?;
     let mut sink = Sink::create(out)?;
     let text = toml::to_string(s).unwrap_or_default();

@@ -489,6 +489,10 @@ pub struct ChurnSpec {
     pub straggler_delay_secs: u64,
     /// Local training time in virtual seconds, uniform in `[min, max]`. Default `[30, 120]`.
     pub compute_secs: [u64; 2],
+    /// A churn trace (`round,member,state` lines, see [`crate::trace`]; relative to the
+    /// scenario file): the (round, member) pairs it names follow it, the others the
+    /// probabilities above. Default none.
+    pub trace: Option<PathBuf>,
 }
 
 impl Default for ChurnSpec {
@@ -498,6 +502,7 @@ impl Default for ChurnSpec {
             straggler: 0.0,
             straggler_delay_secs: 300,
             compute_secs: [30, 120],
+            trace: None,
         }
     }
 }
@@ -574,18 +579,25 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut s = Self::parse(&text, path)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        if let Some(p) = &s.data.plays_dir
-            && p.is_relative()
-        {
-            s.data.plays_dir = Some(dir.join(p));
-        }
-        if let Some(p) = &s.model.pretrain.cache_dir
-            && p.is_relative()
-        {
-            s.model.pretrain.cache_dir = Some(dir.join(p));
-        }
+        s.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         Ok(s)
+    }
+
+    /// Makes the relative paths of the scenario (data, cache, churn trace) relative to `dir`,
+    /// the scenario file's folder.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for p in [
+            &mut self.data.plays_dir,
+            &mut self.model.pretrain.cache_dir,
+            &mut self.churn.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self> {

@@ -38,20 +38,9 @@ pub fn load(path: &Path) -> Result<Vec<Variant>> {
     let mut variants = expand(&text, &path.display().to_string())?;
     let dir = path.parent().unwrap_or(Path::new("."));
     for v in &mut variants {
-        resolve(&mut v.scenario, dir);
+        v.scenario.resolve_paths(dir);
     }
     Ok(variants)
-}
-
-fn resolve(s: &mut Scenario, dir: &Path) {
-    for p in [&mut s.data.plays_dir, &mut s.model.pretrain.cache_dir]
-        .into_iter()
-        .flatten()
-    {
-        if p.is_relative() {
-            *p = dir.join(&*p);
-        }
-    }
 }
 
 /// Expands a scenario's text (`label` names it in errors).

@@ -13,6 +13,7 @@ use crate::model::Base;
 use crate::privacy;
 use crate::rng::{derive, purpose, stream};
 use crate::scenario::{OptimizerSpec, RuleSpec, Scenario};
+use crate::trace::Trace;
 
 /// The manifest's creation time: round `r` starts at `T0 + r·period`.
 pub const T0: u64 = 1_700_000_000;
@@ -56,12 +57,19 @@ pub struct World {
     pub members: Vec<Member>,
     /// Members evaluated, sorted.
     pub evaluated: Vec<usize>,
+    /// The churn trace (empty without `churn.trace`).
+    pub trace: Trace,
     admin: Keypair,
 }
 
 impl World {
-    /// Builds the members from `clients` (one each) and the base.
-    pub fn new(scenario: &Scenario, base: Base, clients: Vec<Client>) -> Result<Self> {
+    /// Builds the members from `clients` (one each), the base and the churn trace.
+    pub fn new(
+        scenario: &Scenario,
+        base: Base,
+        clients: Vec<Client>,
+        trace: Trace,
+    ) -> Result<Self> {
         let s = scenario;
         if clients.len() != s.members {
             return Err(Error::run(format!(
@@ -110,6 +118,7 @@ impl World {
             base,
             members,
             evaluated,
+            trace,
             admin: key(s.seed, 0),
         })
     }
@@ -157,7 +166,11 @@ impl World {
                 delta: privacy.budget.delta,
                 budget_rho: privacy.budget.rho.min(1e6),
             },
-            aggregation: Aggregation { rule, optimizer },
+            aggregation: Aggregation {
+                rule,
+                optimizer,
+                ..Aggregation::default()
+            },
             schedule: Schedule {
                 period: Period::Every {
                     secs: s.schedule.period_secs,

@@ -168,3 +168,49 @@ fn shipped_scenarios_are_valid() {
     }
     assert!(count >= 1);
 }
+
+#[test]
+fn a_churn_trace_decides_who_is_down_and_slow() {
+    let Some(plays) = plays() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    std::fs::write(
+        &trace,
+        "# two members down in round 1, one slow in round 2\nround,member,state\n1,0-1,down\n2,2,slow\n",
+    )
+    .unwrap();
+    let s = scenario(
+        &plays,
+        "seed = 5\nrounds = 2\nmembers = 6\narms = ['federated']",
+        &format!(
+            "[churn]\ntrace = '{}'\nstraggler_delay_secs = 400\n",
+            trace.display()
+        ),
+    );
+    let r = run(&s, &dir.path().join("out"), &mut Quiet).unwrap();
+    let members = std::fs::read_to_string(r.dir.join("members.csv")).unwrap();
+    let mut down = Vec::new();
+    let mut slow = Vec::new();
+    for line in members.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (round, member) = (f[1].to_string(), f[2].to_string());
+        if f[5] == "1" {
+            down.push(format!("{round}/{member}"));
+        }
+        if f[6] == "1" {
+            slow.push(format!("{round}/{member}"));
+        }
+    }
+    assert_eq!(down, ["1/0", "1/1"]);
+    assert_eq!(slow, ["2/2"]);
+    let rows: Vec<_> = r.rounds.iter().filter(|x| x.round > 0).collect();
+    assert_eq!(rows[0].published, 4, "two of six down: {:?}", rows[0]);
+    assert_eq!(rows[0].contributions, 4);
+    // The straggler publishes after the submit deadline: its delta arrives late.
+    assert_eq!(rows[1].published, 6);
+    assert_eq!(rows[1].contributions, 5, "{:?}", rows[1]);
+    // A trace that names a member the run does not have is refused before anything runs.
+    std::fs::write(&trace, "1,6,down\n").unwrap();
+    let e = run(&s, &dir.path().join("bad"), &mut Quiet).unwrap_err();
+    assert!(e.to_string().contains("members 0-5"), "{e}");
+}

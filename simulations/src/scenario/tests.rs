@@ -161,9 +161,19 @@ fn cross_field_rules_name_their_key() {
 fn load_resolves_paths_against_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.toml");
-    std::fs::write(&path, format!("{MINIMAL}[data]\nplays_dir = 'corpus'\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{MINIMAL}[data]\nplays_dir = 'corpus'\n[churn]\ntrace = 't.csv'\n"),
+    )
+    .unwrap();
     let s = Scenario::load(&path).unwrap();
     assert_eq!(s.data.plays_dir, Some(dir.path().join("corpus")));
+    assert_eq!(s.churn.trace, Some(dir.path().join("t.csv")));
+    let swept = crate::sweep::load(&path).unwrap();
+    assert_eq!(
+        swept[0].scenario.churn.trace,
+        Some(dir.path().join("t.csv"))
+    );
     let e = Scenario::load(&dir.path().join("missing.toml")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }));
     std::fs::write(&path, "name = \n").unwrap();
