@@ -5,11 +5,13 @@ mod tidy;
 
 /// `hearth node`'s local API: models, status and metrics follow the rounds.
 mod api;
+/// Attacker tooling: chosen schedules, attacker peers, hand-made deltas and envelopes.
+mod attack;
 /// Building a local community of homes for the end-to-end tests.
 mod community;
 /// Nodes over real libp2p on loopback: rounds, agreement, catch-up, strangers, leaks.
 mod e2e;
-/// Attacker tooling: chosen schedules, attacker peers, hand-made deltas and envelopes.
-mod attack;
 /// The tamper matrix: one rejection reason per attack, nothing forwarded, rounds complete.
 mod tamper;
+/// Partition 3+3 and heal over real libp2p.
+mod faults;
