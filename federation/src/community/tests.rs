@@ -8,8 +8,8 @@ use hearth_protocol::{
 use super::*;
 use crate::cohort::in_cohort;
 use crate::testutil::{
-    T0, admin, certificate, community, delta_bytes, honest, manifest, member, message, seal, start,
-    submission,
+    Gen, T0, admin, certificate, community, delta_bytes, honest, manifest, member, message, seal,
+    start, submission,
 };
 use crate::verify::norm_bound;
 
@@ -942,4 +942,59 @@ fn a_restored_head_is_the_next_round_parent() {
         community(&m, 3).restore(1, wrong, vec![]),
         Err(Error::Shape { .. })
     ));
+}
+
+/// Issue 5's robustness check through whole rounds: 20 % sign-flipping attackers (two of ten,
+/// each sending the honest direction negated and scaled up to the norm bound, so every delta is
+/// accepted) move the plain mean much farther from its honest-only result than they move the
+/// trimmed mean (β = 0.2) and the median from theirs.
+#[test]
+fn sign_flippers_move_robust_rounds_less_than_the_mean() {
+    let honest_ids: Vec<u32> = (1..=8).collect();
+    let run = |rule: Rule, with_attackers: bool| {
+        let m = manifest(rule);
+        let mut node = community(&m, 10);
+        let parent = node.head().version();
+        node.start_round(1, start(1)).unwrap();
+        for &i in &honest_ids {
+            node.on_bytes(&delta_bytes(&m, i, 1, parent), start(1) + 1)
+                .unwrap();
+        }
+        if with_attackers {
+            let d = m.lora.elements() as usize;
+            let bound = norm_bound(m.privacy.clip_norm, m.privacy.noise_multiplier, d);
+            // The honest direction (the shared signal of `honest`), negated, at 0.99·B and 0.98·B.
+            let mut shared = Gen::new(0xd1ec);
+            let dir: Vec<f64> = (0..d).map(|_| shared.normal()).collect();
+            let len = dir.iter().map(|x| x * x).sum::<f64>().sqrt();
+            for (i, k) in [(9u32, 0.99), (10, 0.98)] {
+                let flipped: Vec<f32> = dir.iter().map(|x| (-x / len * bound * k) as f32).collect();
+                let delta = submission(&m, 1, parent, &flipped);
+                node.on_bytes(
+                    &seal(&m, &member(i), 1, 1, &Payload::Delta(delta)),
+                    start(1) + 1,
+                )
+                .unwrap();
+            }
+        }
+        node.tick(start(1) + 300);
+        assert_eq!(node.head_round(), 1);
+        node.head().adapter.to_flat()
+    };
+    // How far the attackers move each rule's result from that rule on the honest deltas alone.
+    let shift = |rule: Rule| {
+        let (with, without) = (run(rule, true), run(rule, false));
+        with.iter()
+            .zip(&without)
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let mean = shift(Rule::Mean);
+    let trimmed = shift(Rule::TrimmedMean { beta: 0.2 });
+    let median = shift(Rule::Median);
+    eprintln!("shift: mean {mean:.3}, trimmed mean {trimmed:.3}, median {median:.3}");
+    assert!(mean > 1.0, "the attack moves the mean: {mean}");
+    assert!(trimmed < mean * 0.75, "trimmed {trimmed} vs mean {mean}");
+    assert!(median < mean * 0.75, "median {median} vs mean {mean}");
 }
