@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod plot;
+pub mod png;
 pub mod pretrain;
 mod privacy;
 pub mod rng;

@@ -1,5 +1,5 @@
-//! Figures: line charts drawn with plotters' SVG backend (text is left to the viewer, so no font
-//! files are needed).
+//! Figures: line charts drawn with plotters, each as SVG (text left to the viewer) and as PNG
+//! next to it (text drawn from the bundled font, see [`crate::png`]).
 //!
 //! A run draws `loss.svg` and `accuracy.svg` (held-out, per arm, against the round),
 //! `epsilon.svg` (ε spent by the most-charged member of the DP arm) and `bytes.svg` (bytes
@@ -8,10 +8,12 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::metrics::RoundRow;
+use crate::png::Png;
 use crate::scenario::Arm;
 
 /// One named line.
@@ -47,13 +49,31 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Draws `figure` into an SVG file. Points that are not finite are left out; a figure without
-/// any finite point is an error.
+/// Figure size, pixels.
+const SIZE: (u32, u32) = (860, 520);
+
+/// Draws `figure` into an SVG file at `path` and a PNG file next to it (same name, `.png`).
+/// Points that are not finite are left out; a figure without any finite point is an error.
 pub fn lines(path: &Path, figure: &Figure) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| Error::Plot {
+    let svg = SVGBackend::new(path, SIZE).into_drawing_area();
+    draw(svg, figure).map_err(|reason| Error::Plot {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
+        reason,
+    })?;
+    let png_path = path.with_extension("png");
+    let png = Png::new(&png_path, SIZE).into_drawing_area();
+    draw(png, figure).map_err(|reason| Error::Plot {
+        path: png_path.clone(),
+        reason,
+    })
+}
+
+/// Draws `figure` on `root` and presents it.
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    figure: &Figure,
+) -> std::result::Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let all: Vec<(f64, f64)> = figure
         .series
@@ -79,7 +99,6 @@ pub fn lines(path: &Path, figure: &Figure) -> Result<()> {
     let pad = ((y1 - y0) * 0.06).max(1e-6 * y1.abs().max(1.0));
     y0 -= pad;
     y1 += pad;
-    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(&figure.title, ("sans-serif", 20))
@@ -211,6 +230,21 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
         assert!(svg.contains("\na\n") && svg.contains("\nb\n"));
+        let png = std::fs::read(dir.path().join("f.png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        // Text is drawn: the caption row holds dark pixels (the same figure without a title
+        // differs there).
+        let untitled = dir.path().join("g.svg");
+        lines(
+            &untitled,
+            &Figure {
+                title: String::new(),
+                ..f.clone()
+            },
+        )
+        .unwrap();
+        let plain = std::fs::read(dir.path().join("g.png")).unwrap();
+        assert_ne!(png, plain, "the title is drawn into the PNG");
         let empty = Figure {
             series: vec![],
             ..f
