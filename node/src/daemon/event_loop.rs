@@ -652,13 +652,13 @@ impl Node {
             match output {
                 Output::Publish { round, payload } => self.publish(round, &payload, now).await?,
                 Output::Closed(record) => {
-                    persist::commit_version(&self.home.store, &record, self.community.head())?;
+                    self.commit_if_head(&record)?;
                     self.summary.rounds_closed += 1;
                     info!(round = record.round, version = %record.version.short(), inputs = record.inputs.len(), "round closed: new community version");
                     self.prune(record.round);
                 }
                 Output::Adopted { replaced, record } => {
-                    persist::commit_version(&self.home.store, &record, self.community.head())?;
+                    self.commit_if_head(&record)?;
                     self.summary.rounds_adopted += 1;
                     info!(round = record.round, version = %record.version.short(), replaced = ?replaced.map(|h| h.short()), "adopted a peer's version");
                 }
@@ -679,6 +679,19 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Commits `record` with the head. A version superseded within the same step (a round
+    /// closed and a peer's preferred version adopted at once, or two rounds adopted) is not the
+    /// head any more: it is skipped, the later output commits the head (storing it with the
+    /// wrong state used to stop the node).
+    fn commit_if_head(&self, record: &hearth_federation::VersionRecord) -> anyhow::Result<()> {
+        let head = self.community.head();
+        if head.version() != record.version {
+            warn!(round = record.round, version = %record.version.short(), head = %head.version().short(), "version superseded in the same step: not stored");
+            return Ok(());
+        }
+        persist::commit_version(&self.home.store, record, head)
     }
 
     fn prune(&self, round: u64) {
