@@ -15,3 +15,5 @@ mod e2e;
 mod tamper;
 /// Partition 3+3 and heal over real libp2p.
 mod faults;
+/// Load: 20+ nodes and a flooding attacker; rounds complete, scoring pushes it out, peak RSS.
+mod load;
