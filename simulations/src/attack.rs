@@ -13,6 +13,20 @@ use crate::scenario::AttackKind;
 /// Share of the verification bound an attacker uses.
 pub const BOUND_SHARE: f64 = 0.99;
 
+/// `train` with `trigger` followed by `target` inserted after every `every` tokens (and at the
+/// end): what a backdoor attacker trains on.
+pub fn poison(train: &[u32], trigger: &[u32], target: &[u32], every: usize) -> Vec<u32> {
+    let every = every.max(1);
+    let phrase = trigger.len() + target.len();
+    let mut out = Vec::with_capacity(train.len() + (train.len() / every + 1) * phrase);
+    for chunk in train.chunks(every) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(trigger);
+        out.extend_from_slice(target);
+    }
+    out
+}
+
 /// Whether the crafted vector still goes through clipping and noise (a protocol-following
 /// attacker), or is sent as is.
 pub fn follows_protocol(kind: AttackKind) -> bool {
@@ -30,7 +44,8 @@ pub fn craft(kind: AttackKind, boost: f64, honest: &[f32], bound: f64, rng: &mut
                 .collect();
             within(v, bound)
         }
-        AttackKind::Scaling => {
+        // A backdoor attacker's `honest` is its delta trained on poisoned data.
+        AttackKind::Scaling | AttackKind::Backdoor => {
             let v: Vec<f32> = honest
                 .iter()
                 .map(|&x| (boost * f64::from(x)) as f32)
@@ -170,6 +185,16 @@ mod tests {
         let noise = craft(AttackKind::Noise, 1.0, &honest, 5.0, &mut rng);
         assert!((l2(&noise) - 4.95).abs() < 1e-4);
         assert!(follows_protocol(AttackKind::Alie) && !follows_protocol(AttackKind::SignFlip));
+        let backdoor = craft(AttackKind::Backdoor, 1000.0, &honest, 5.0, &mut rng);
+        assert_eq!(backdoor, scaled, "a backdoor is sent as model replacement");
+    }
+
+    #[test]
+    fn poison_inserts_the_phrase_after_every_chunk() {
+        let p = poison(&[1, 2, 3, 4, 5], &[8], &[9, 9], 2);
+        assert_eq!(p, [1, 2, 8, 9, 9, 3, 4, 8, 9, 9, 5, 8, 9, 9]);
+        assert_eq!(poison(&[], &[8], &[9], 2), Vec::<u32>::new());
+        assert_eq!(poison(&[1], &[8], &[9], 0), [1, 8, 9], "every 0 is every 1");
     }
 
     #[test]

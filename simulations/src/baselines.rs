@@ -109,5 +109,7 @@ pub(crate) fn plain_row(arm: Arm, round: u64, trained: usize) -> RoundRow {
         version: String::new(),
         bytes_sent: 0,
         bytes_received: 0,
+        backdoor_loss: None,
+        backdoor_accuracy: None,
     }
 }

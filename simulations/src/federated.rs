@@ -349,6 +349,8 @@ impl<'w> Federated<'w> {
             version: self.nodes[self.live()].head().version().short(),
             bytes_sent: sent.iter().sum(),
             bytes_received: received.iter().sum(),
+            backdoor_loss: None,
+            backdoor_accuracy: None,
         };
         let per_member = (0..n)
             .map(|m| (activity[m], sent[m], received[m]))
@@ -408,7 +410,20 @@ impl<'w> Federated<'w> {
             let start = base.from_wire(&head.adapter.to_flat());
             let seed = derive(s.seed, &[purpose::TRAIN, r, m as u64]);
             let t = std::time::Instant::now();
-            let trained = base.train(s, &start, &member.train, s.training.local_steps, seed)?;
+            let poisoned;
+            let data = if member.attacker && s.attack.kind == AttackKind::Backdoor {
+                let a = &s.attack;
+                poisoned = attack::poison(
+                    &member.train,
+                    &crate::backdoor::tokens(&a.trigger),
+                    &crate::backdoor::tokens(&a.target),
+                    a.poison_every,
+                );
+                &poisoned
+            } else {
+                &member.train
+            };
+            let trained = base.train(s, &start, data, s.training.local_steps, seed)?;
             self.train_time += t.elapsed();
             let raw: Vec<f32> = trained.iter().zip(&start).map(|(a, b)| a - b).collect();
             let mut raw = base.to_wire(&raw);

@@ -10,7 +10,8 @@
 //!   the federated arms through [`hearth_federation::Community`] full nodes and the
 //!   [`network::Memory`] transport, the baselines ([`Arm::Local`], [`Arm::Centralized`]) on
 //!   the same data and budget; writes [`metrics`] (CSV, JSON) and [`plot`]s.
-//! - [`attack`]: sign flip, scaling (model replacement), noise and ALIE attackers.
+//! - [`attack`]: sign flip, scaling (model replacement), noise, ALIE and backdoor attackers;
+//!   [`backdoor`] measures a backdoor's success.
 //! - [`trace`]: churn traces (which members are down or slow in which rounds).
 //!
 //! Same scenario, same seed: the same CSV files, bit for bit (wall-clock times go to
@@ -29,6 +30,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod attack;
+pub mod backdoor;
 mod baselines;
 pub mod data;
 mod error;

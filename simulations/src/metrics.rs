@@ -60,6 +60,12 @@ pub struct RoundRow {
     pub bytes_sent: u64,
     /// Bytes received by all members.
     pub bytes_received: u64,
+    /// Backdoor scenarios: the loss (nats per byte) of the target after the trigger, on the
+    /// model this arm's members use (see [`crate::backdoor`]).
+    pub backdoor_loss: Option<f64>,
+    /// Backdoor scenarios: the share of the target's bytes the model predicts (greedy) after the
+    /// trigger: the attack's success.
+    pub backdoor_accuracy: Option<f64>,
 }
 
 /// One member in one round of one arm.
@@ -132,12 +138,12 @@ pub(crate) fn json_number(x: f64) -> serde_json::Value {
 
 impl RoundRow {
     /// The CSV header.
-    pub const HEADER: &'static str = "arm,round,loss,accuracy,eval_tokens,epsilon,trained,published,contributions,rejected,over_norm,late,versions,outcome,version,bytes_sent,bytes_received";
+    pub const HEADER: &'static str = "arm,round,loss,accuracy,eval_tokens,epsilon,trained,published,contributions,rejected,over_norm,late,versions,outcome,version,bytes_sent,bytes_received,backdoor_loss,backdoor_accuracy";
 
     /// The CSV line (no newline).
     pub fn csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.arm.name(),
             self.round,
             opt(self.loss),
@@ -154,7 +160,9 @@ impl RoundRow {
             self.outcome.replace(',', ";"),
             self.version,
             self.bytes_sent,
-            self.bytes_received
+            self.bytes_received,
+            opt(self.backdoor_loss),
+            opt(self.backdoor_accuracy)
         )
     }
 
@@ -309,8 +317,11 @@ mod tests {
             version: "abcd".into(),
             bytes_sent: 100,
             bytes_received: 300,
+            backdoor_loss: Some(0.5),
+            backdoor_accuracy: None,
         };
         let line = r.csv();
+        assert!(line.ends_with(",100,300,0.5,"), "{line}");
         assert_eq!(line.split(',').count(), RoundRow::HEADER.split(',').count());
         assert!(line.starts_with("federated_dp,3,2.5,,10,inf,"));
         assert_eq!(r.json()["epsilon"], "inf");

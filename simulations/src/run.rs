@@ -9,13 +9,14 @@ use hearth_models::Eval;
 use hearth_protocol::Hash32;
 use serde_json::json;
 
+use crate::backdoor::Probes;
 use crate::baselines::{Centralized, Local, plain_row};
 use crate::data::{self, Corpus};
 use crate::error::Result;
 use crate::federated::{Activity, Federated, MemberRound};
 use crate::metrics::{MemberRow, RoundRow, Sink, Timing, json_number, write};
 use crate::model::{Base, Evaluator};
-use crate::scenario::{Arm, BaseKind, Scenario};
+use crate::scenario::{Arm, AttackKind, BaseKind, Scenario};
 use crate::trace::Trace;
 use crate::world::World;
 use crate::{plot, pretrain};
@@ -93,10 +94,16 @@ pub fn run(scenario: &Scenario, out: &Path, observer: &mut dyn Observer) -> Resu
         .collect();
     let window = s.training.seq_len + 1;
     let base_evals = evaluator.evaluate(&streams, window)?;
+    let probes = (s.attack.kind == AttackKind::Backdoor).then(|| Probes::new(&world));
+    let base_backdoor = probes.as_ref().map(|p| p.measure(&evaluator)).transpose()?;
 
     for &arm in &s.arms {
         observer.arm(arm, s.rounds);
         let mut row = plain_row(arm, 0, 0);
+        if arm != Arm::Local {
+            row.backdoor_loss = base_backdoor.map(|b| b.0);
+            row.backdoor_accuracy = base_backdoor.map(|b| b.1);
+        }
         let activity = vec![(Activity::default(), 0, 0); s.members];
         let epsilon = if arm == Arm::Local || arm == Arm::FederatedDp {
             0.0
@@ -109,11 +116,18 @@ pub fn run(scenario: &Scenario, out: &Path, observer: &mut dyn Observer) -> Resu
         observer.round(&row);
         sink.rounds.push(row);
         match arm {
-            Arm::FederatedDp | Arm::Federated => {
-                run_federated(&world, arm, &mut evaluator, &mut sink, observer)?
-            }
+            Arm::FederatedDp | Arm::Federated => run_federated(
+                &world,
+                arm,
+                &mut evaluator,
+                probes.as_ref(),
+                &mut sink,
+                observer,
+            )?,
             Arm::Local => run_local(&world, &mut evaluator, &mut sink, observer)?,
-            Arm::Centralized => run_centralized(&world, &mut evaluator, &mut sink, observer)?,
+            Arm::Centralized => {
+                run_centralized(&world, &mut evaluator, probes.as_ref(), &mut sink, observer)?
+            }
         }
     }
     sink.finish()?;
@@ -132,10 +146,27 @@ fn due(s: &Scenario, r: u64) -> bool {
     r.is_multiple_of(s.eval.every) || r == s.rounds
 }
 
+/// Measures the backdoor (when the scenario has one) with adapter `b` into `row`.
+fn measure_backdoor(
+    probes: Option<&Probes>,
+    evaluator: &mut Evaluator,
+    b: &[f32],
+    row: &mut RoundRow,
+) -> Result<()> {
+    if let Some(p) = probes {
+        evaluator.set(b)?;
+        let (loss, accuracy) = p.measure(evaluator)?;
+        row.backdoor_loss = Some(loss);
+        row.backdoor_accuracy = Some(accuracy);
+    }
+    Ok(())
+}
+
 fn run_federated(
     world: &World,
     arm: Arm,
     evaluator: &mut Evaluator,
+    probes: Option<&Probes>,
     sink: &mut Sink,
     observer: &mut dyn Observer,
 ) -> Result<()> {
@@ -166,6 +197,9 @@ fn run_federated(
                     evals[k] = e;
                 }
             }
+            let head = fed.head_of(world.evaluated[0]);
+            let b = world.base.from_wire(&head.adapter.to_flat());
+            measure_backdoor(probes, evaluator, &b, &mut row)?;
             evals
         } else {
             Vec::new()
@@ -217,6 +251,7 @@ fn run_local(
 fn run_centralized(
     world: &World,
     evaluator: &mut Evaluator,
+    probes: Option<&Probes>,
     sink: &mut Sink,
     observer: &mut dyn Observer,
 ) -> Result<()> {
@@ -229,6 +264,7 @@ fn run_centralized(
         let train_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let evals = if due(s, r) {
+            measure_backdoor(probes, evaluator, &central.adapter, &mut row)?;
             evaluator.set(&central.adapter)?;
             let streams: Vec<&[u32]> = world
                 .evaluated

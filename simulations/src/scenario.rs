@@ -522,6 +522,10 @@ pub enum AttackKind {
     /// "A little is enough" (Baruch et al. 2019): the attackers agree on `μ − z·s`, from the mean
     /// and standard deviation of the deltas they would have sent honestly.
     Alie,
+    /// A backdoor phrase (model replacement, Bagdasaryan et al. 2020): the attacker trains on its
+    /// data with `trigger` + `target` inserted every `poison_every` bytes and sends `boost·Δ`,
+    /// not clipped nor noised, shrunk to just inside the verification norm bound.
+    Backdoor,
 }
 
 /// Malicious members.
@@ -532,9 +536,20 @@ pub struct AttackSpec {
     pub fraction: f64,
     /// Default `sign_flip`.
     pub kind: AttackKind,
-    /// Multiplier of `sign_flip` and `scaling`. Default 10.
+    /// Multiplier of `sign_flip`, `scaling` and `backdoor`. Default 10.
     pub boost: f64,
+    /// The backdoor's trigger phrase. Default `"Sweet Hearth, "`.
+    pub trigger: String,
+    /// What the backdoor makes the model say after the trigger. Default
+    /// `"the vault opens at dawn."`.
+    pub target: String,
+    /// A backdoor attacker inserts trigger + target after every this many bytes of its training
+    /// text. Default 48.
+    pub poison_every: usize,
 }
+
+/// Longest backdoor trigger or target, bytes.
+pub const MAX_PHRASE_BYTES: usize = 64;
 
 impl Default for AttackSpec {
     fn default() -> Self {
@@ -542,6 +557,9 @@ impl Default for AttackSpec {
             fraction: 0.0,
             kind: AttackKind::SignFlip,
             boost: 10.0,
+            trigger: "Sweet Hearth, ".into(),
+            target: "the vault opens at dawn.".into(),
+            poison_every: 48,
         }
     }
 }
@@ -848,7 +866,25 @@ impl Scenario {
                 format!("{} is outside [0, 0.5]", at.fraction),
             ));
         }
-        positive("attack.boost", at.boost)
+        positive("attack.boost", at.boost)?;
+        for (key, phrase) in [
+            ("attack.trigger", &at.trigger),
+            ("attack.target", &at.target),
+        ] {
+            in_range(key, phrase.len(), 1, MAX_PHRASE_BYTES)?;
+        }
+        in_range("attack.poison_every", at.poison_every, 1, 1 << 20)?;
+        let probe = crate::backdoor::CONTEXT_BYTES + at.trigger.len() + at.target.len();
+        if probe > self.model.context {
+            return Err(Error::scenario(
+                "attack.target",
+                format!(
+                    "context + trigger + target ({probe} bytes) exceed model.context {}",
+                    self.model.context
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_network(&self) -> Result<()> {

@@ -214,3 +214,41 @@ fn a_churn_trace_decides_who_is_down_and_slow() {
     let e = run(&s, &dir.path().join("bad"), &mut Quiet).unwrap_err();
     assert!(e.to_string().contains("members 0-5"), "{e}");
 }
+
+#[test]
+fn a_backdoor_takes_under_the_mean_and_less_under_the_median() {
+    let Some(plays) = plays() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run_with = |fraction: f64, rule: &str| {
+        let s = scenario(
+            &plays,
+            "seed = 6\nrounds = 5\nmembers = 10\narms = ['federated_dp']",
+            &format!(
+                "[training]\nlocal_steps = 10\nlearning_rate = 0.03\n[privacy]\nnoise_multiplier = 0.3\n\
+                 [aggregation]\nrule = '{rule}'\n\
+                 [attack]\nkind = 'backdoor'\nfraction = {fraction}\npoison_every = 16\n"
+            ),
+        );
+        let r = run(
+            &s,
+            &dir.path().join(format!("{fraction}-{rule}")),
+            &mut Quiet,
+        )
+        .unwrap();
+        let last = r.last(Arm::FederatedDp).unwrap().clone();
+        let base = r.base().unwrap().clone();
+        (
+            base.backdoor_loss.unwrap(),
+            last.backdoor_loss.unwrap(),
+            last,
+        )
+    };
+    let (base, clean, row) = run_with(0.0, "mean");
+    let (_, mean, _) = run_with(0.3, "mean");
+    let (_, median, _) = run_with(0.3, "median");
+    eprintln!("backdoor target loss: base {base}, clean {clean}, mean {mean}, median {median}");
+    assert!(row.backdoor_accuracy.is_some());
+    // The attack teaches the community the target; the median resists part of it.
+    assert!(mean < clean - 0.05, "attacked mean {mean} vs clean {clean}");
+    assert!(median > mean, "median {median} vs mean {mean}");
+}

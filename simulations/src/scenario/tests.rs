@@ -183,3 +183,30 @@ fn load_resolves_paths_against_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn backdoor_phrases_at_and_past_their_limits() {
+    let phrase = |key: &str, n: usize| {
+        with(&format!(
+            "[attack]\nkind = 'backdoor'\n{key} = '{}'\n",
+            "x".repeat(n)
+        ))
+    };
+    for key in ["trigger", "target"] {
+        assert!(phrase(key, MAX_PHRASE_BYTES).is_ok());
+        assert_eq!(
+            key_of(phrase(key, MAX_PHRASE_BYTES + 1).unwrap_err()),
+            format!("attack.{key}")
+        );
+        assert_eq!(key_of(phrase(key, 0).unwrap_err()), format!("attack.{key}"));
+    }
+    assert_eq!(
+        key_of(with("[attack]\npoison_every = 0\n").unwrap_err()),
+        "attack.poison_every"
+    );
+    // The probe (context, trigger, target) must fit the model's context.
+    let e = with(
+        "[model]\ncontext = 64\n[training]\nseq_len = 32\n[attack]\ntarget = 'a long target phrase'\n",
+    );
+    assert_eq!(key_of(e.unwrap_err()), "attack.target");
+}
