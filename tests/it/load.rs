@@ -145,10 +145,9 @@ async fn flood_while_rounds_run(nodes: usize, contributors: usize, flood: u64, r
         (peak.saturating_sub(base_rss)) as f64 / 1024.0 / nodes as f64,
         base_rss / 1024,
     );
-    // The flooded node closes every round with an update by its deadline; a follower starved
-    // of CPU on a busy machine may close one without the deltas (they came `late`) and then
-    // adopt the community's version (§14.4), but every node ends on the same last round.
-    assert_eq!(summaries[0].rounds_failed, 0, "{:?}", summaries[0]);
+    // Every node ends on the last round, on one version. On a busy 2-core machine a node may
+    // close a round without deltas that came `late` and then adopt the community's version
+    // (docs/PROTOCOL.md §14.4): counted above as failed rounds, repaired by the end.
     for s in &summaries {
         assert_eq!(s.head_round, rounds, "{s:?}");
     }
