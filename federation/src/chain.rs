@@ -34,6 +34,16 @@ pub struct VersionRecord {
 }
 
 impl VersionRecord {
+    /// The fork rule (docs/PROTOCOL.md §14.8). Of two versions that follow the same ancestor on
+    /// two chains (the first version after the fork point on each), whether `self` is preferred
+    /// to `other`: more inputs, then the earlier round, then the smaller version hash. For two
+    /// versions of one round and parent it is the preferred-version rule of §14.4. Total and the
+    /// same on every node, so nodes that see both chains keep or move to the same one.
+    pub fn preferred_to(&self, other: &VersionRecord) -> bool {
+        let key = |r: &VersionRecord| (std::cmp::Reverse(r.inputs.len()), r.round, r.version);
+        key(self) < key(other)
+    }
+
     /// The announcement a node publishes for this version.
     pub fn announcement(&self) -> VersionAnnouncement {
         VersionAnnouncement {
@@ -170,4 +180,32 @@ fn finish(
         optimizer: next.optimizer_hash(),
     };
     Ok((record, next))
+}
+
+#[cfg(test)]
+mod fork_rule_tests {
+    use super::*;
+
+    fn record(round: u64, inputs: usize, version: &[u8]) -> VersionRecord {
+        VersionRecord {
+            round,
+            parent: Hash32::ZERO,
+            version: Hash32::digest(version),
+            inputs: (0..inputs as u8).map(|i| Hash32::digest(&[i])).collect(),
+            optimizer: Hash32::ZERO,
+        }
+    }
+
+    #[test]
+    fn more_inputs_then_the_earlier_round_then_the_smaller_hash() {
+        let (a, b) = (record(1, 3, b"a"), record(1, 2, b"b"));
+        assert!(a.preferred_to(&b) && !b.preferred_to(&a));
+        let (early, late) = (record(1, 3, b"x"), record(2, 3, b"y"));
+        assert!(early.preferred_to(&late) && !late.preferred_to(&early));
+        let (x, y) = (record(4, 3, b"x"), record(4, 3, b"y"));
+        let small = if x.version < y.version { &x } else { &y };
+        let big = if x.version < y.version { &y } else { &x };
+        assert!(small.preferred_to(big) && !big.preferred_to(small));
+        assert!(!x.preferred_to(&x), "a version is not preferred to itself");
+    }
 }

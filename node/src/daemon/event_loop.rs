@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::contribute::{self, Contribution, Job, Trained};
+use super::fork::{self, Fork};
 use super::persist::{self, WireRecord};
 use super::serving::Serving;
 use super::sync::{self, MAX_CERTIFICATES, Request, Response};
@@ -58,6 +59,8 @@ enum Internal {
     Trained(Box<anyhow::Result<Trained>>),
     /// A contribution was released (local mode: right after training).
     Released(Box<anyhow::Result<Contribution>>),
+    /// A peer's chain was walked back to where it left ours.
+    Fork(PeerId, anyhow::Result<Option<Fork>>),
 }
 
 /// What the node trains with, when it contributes.
@@ -99,6 +102,9 @@ struct Node {
     serving: Option<Serving>,
     reported_releases: Option<usize>,
     last_members_report: Instant,
+    forking: bool,
+    /// Peer heads already checked for a fork (bounded; cleared when full).
+    fork_checked: BTreeSet<(PeerId, Hash32)>,
 }
 
 fn peer_of(member: &MemberId) -> Option<PeerId> {
@@ -301,6 +307,8 @@ impl Node {
                 last_release_secs: 0.0,
                 serving: None,
                 reported_releases: None,
+                forking: false,
+                fork_checked: BTreeSet::new(),
                 last_members_report: Instant::now() - MEMBERS_REPORT,
             },
             events,
@@ -367,7 +375,7 @@ impl Node {
     /// passed (taking part is then impossible: peers' versions come by sync) or a catch-up is
     /// running (a round opened on a stale head is useless).
     fn due_round(&self, now: u64) -> Option<u64> {
-        if self.round_open() || self.syncing {
+        if self.round_open() || self.syncing || self.forking {
             return None;
         }
         let current = self.community.scheduled_round(now)?;
@@ -969,8 +977,8 @@ impl Node {
                 peer,
                 Ok(Response::Status {
                     head_round,
+                    head_version,
                     certificates,
-                    ..
                 }),
             ) => {
                 for c in certificates.iter().take(MAX_CERTIFICATES) {
@@ -978,6 +986,15 @@ impl Node {
                 }
                 self.peer_heads.insert(peer, head_round);
                 self.maybe_sync(peer, head_round);
+                self.check_fork(peer, head_round, head_version);
+            }
+            Internal::Fork(peer, result) => {
+                self.forking = false;
+                match result {
+                    Ok(Some(fork)) => self.resolve_fork(fork)?,
+                    Ok(None) => debug!(%peer, "the peer's head is on our chain"),
+                    Err(e) => debug!(%peer, error = %e, "walking the peer's chain failed"),
+                }
             }
             Internal::Status(peer, Ok(other)) => {
                 debug!(%peer, answer = ?other, "unexpected answer to hello")
@@ -1145,6 +1162,11 @@ impl Node {
                     warn!(%peer, round, "fetched version's optimizer state does not match");
                     return Ok(());
                 }
+                Err(hearth_federation::Error::WrongParent { .. }) => {
+                    // The peer's chain left ours before this round: a fork (§14.8).
+                    self.start_fork_search(peer, target);
+                    return Ok(());
+                }
                 Err(e) => {
                     warn!(%peer, round, error = %e, "fetched version does not verify");
                     return Ok(());
@@ -1154,6 +1176,90 @@ impl Node {
         if round < target {
             self.maybe_sync(peer, target);
         }
+        Ok(())
+    }
+
+    /// Looks for a fork when a peer's head is not the version this node holds for that round.
+    fn check_fork(&mut self, peer: PeerId, head_round: u64, head_version: Hash32) {
+        if head_round > self.community.head_round() {
+            // Ahead: the usual catch-up runs, and finds a fork if the parents do not match.
+            return;
+        }
+        let ours = if head_round == 0 {
+            Some(bridge::genesis(&self.manifest.lora).version())
+        } else {
+            self.community
+                .chain()
+                .find(|r| r.round == head_round)
+                .map(|r| r.version)
+        };
+        if ours == Some(head_version) {
+            return;
+        }
+        if self.fork_checked.len() >= 1024 {
+            self.fork_checked.clear();
+        }
+        if self.fork_checked.insert((peer, head_version)) {
+            self.start_fork_search(peer, head_round);
+        }
+    }
+
+    /// Walks `peer`'s chain back from `peer_head` to where it left ours, off the loop.
+    fn start_fork_search(&mut self, peer: PeerId, peer_head: u64) {
+        if self.forking {
+            return;
+        }
+        self.forking = true;
+        let mut ours: std::collections::BTreeMap<Hash32, u64> = self
+            .community
+            .chain()
+            .map(|r| (r.version, r.round))
+            .collect();
+        ours.insert(bridge::genesis(&self.manifest.lora).version(), 0);
+        let client = self.client.clone();
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let result = fork::find(&client, peer, peer_head, &ours).await;
+            let _ = tx.send(Internal::Fork(peer, result)).await;
+        });
+    }
+
+    /// Applies the fork rule: when the peer's chain wins, goes back to the fork point (its
+    /// kept state) and catches up on the peer's chain, verifying each round.
+    fn resolve_fork(&mut self, fork: Fork) -> anyhow::Result<()> {
+        let (at, ancestor) = fork.ancestor;
+        let Some(ours) = self.community.chain().find(|r| r.round > at).cloned() else {
+            // This node is at the fork point itself: plain catch-up.
+            self.maybe_sync(fork.peer, fork.peer_head);
+            return Ok(());
+        };
+        if !fork.theirs.preferred_to(&ours) {
+            info!(peer = %fork.peer, fork_round = at, ours = %ours.version.short(), theirs = %fork.theirs.version.short(), "a peer is on another chain; ours is preferred");
+            return Ok(());
+        }
+        let state = if at == 0 {
+            Some(bridge::genesis(&self.manifest.lora))
+        } else {
+            persist::state_at(&self.home.store, &self.manifest.lora, at)?
+        };
+        let Some(state) = state.filter(|s| s.version() == ancestor) else {
+            warn!(
+                fork_round = at,
+                "the preferred chain left ours before the heads this node keeps; it stays on its chain (docs/PROTOCOL.md §14.8)"
+            );
+            return Ok(());
+        };
+        let recent: Vec<_> = self
+            .community
+            .chain()
+            .filter(|r| r.round <= at)
+            .cloned()
+            .collect();
+        warn!(peer = %fork.peer, fork_round = at, leaving = %ours.version.short(), joining = %fork.theirs.version.short(), "leaving our chain for the preferred one");
+        self.community.restore(at, state, recent)?;
+        persist::rollback(&self.home.store, at, self.community.head())?;
+        self.summary.forks_left += 1;
+        self.maybe_sync(fork.peer, fork.peer_head);
         Ok(())
     }
 

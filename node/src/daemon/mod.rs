@@ -28,6 +28,7 @@
 
 pub mod contribute;
 mod event_loop;
+pub mod fork;
 pub mod persist;
 mod serving;
 pub mod sync;
@@ -94,6 +95,9 @@ pub struct Summary {
     pub rounds_adopted: u64,
     /// Rounds that closed without an update.
     pub rounds_failed: u64,
+    /// Times this node left its chain for a preferred fork (docs/PROTOCOL.md §14.8).
+    #[serde(default)]
+    pub forks_left: u64,
     /// Deltas this node published.
     pub contributions: u64,
     /// zCDP ρ spent in total.

@@ -26,6 +26,10 @@ const KEY_HEAD: &[u8] = b"community/head";
 const KEY_LEDGER: &[u8] = b"ledger";
 const RECORD_PREFIX: &[u8] = b"record/";
 const CERT_PREFIX: &[u8] = b"cert/";
+const STATE_PREFIX: &[u8] = b"state/";
+/// Past heads kept (beside the head) so that a node can go back to a fork point: a fork deeper
+/// than this cannot be left automatically (docs/PROTOCOL.md §14.8).
+pub const KEEP_STATES: u64 = 16;
 /// Marks a secure-aggregation message among a round's deltas (a delta key has a hash there).
 const MESSAGE_MARK: u8 = b'm';
 
@@ -198,13 +202,61 @@ pub fn commit_version(store: &Store, record: &VersionRecord, state: &State) -> a
         &record_key(record.round),
         &cbor(&WireRecord::from(record))?,
     );
+    let stored = cbor(&StoredState::new(record.round, state))?;
+    batch.put(Cf::Adapters, KEY_HEAD, &stored);
+    batch.put(Cf::Adapters, &state_key(record.round), &stored);
+    if record.round > KEEP_STATES {
+        batch.delete(Cf::Adapters, &state_key(record.round - KEEP_STATES - 1));
+    }
+    store.write(batch)?;
+    Ok(())
+}
+
+fn state_key(round: u64) -> Vec<u8> {
+    [STATE_PREFIX, &round.to_be_bytes()].concat()
+}
+
+/// The head this node held after round `round`, if it still keeps it (the last
+/// [`KEEP_STATES`] rounds).
+pub fn state_at(store: &Store, shape: &LoraShape, round: u64) -> anyhow::Result<Option<State>> {
+    let Some(bytes) = store.get(Cf::Adapters, &state_key(round))? else {
+        return Ok(None);
+    };
+    let stored: StoredState = decode("past community head", &bytes)?;
+    anyhow::ensure!(
+        stored.round == round,
+        "the head stored for round {round} says round {}",
+        stored.round
+    );
+    Ok(Some(stored.decode(shape)?))
+}
+
+/// Goes back to the head `state` of round `round` (a fork point), in one batch: the head, and
+/// no version record or kept state of a later round (their versions are another chain's now).
+pub fn rollback(store: &Store, round: u64, state: &State) -> anyhow::Result<()> {
+    let mut batch = store.batch();
+    for (key, _) in store.scan_prefix(Cf::Rounds, RECORD_PREFIX)? {
+        if round_of(&key, RECORD_PREFIX).is_some_and(|r| r > round) {
+            batch.delete(Cf::Rounds, &key);
+        }
+    }
+    for (key, _) in store.scan_prefix(Cf::Adapters, STATE_PREFIX)? {
+        if round_of(&key, STATE_PREFIX).is_some_and(|r| r > round) {
+            batch.delete(Cf::Adapters, &key);
+        }
+    }
     batch.put(
         Cf::Adapters,
         KEY_HEAD,
-        &cbor(&StoredState::new(record.round, state))?,
+        &cbor(&StoredState::new(round, state))?,
     );
     store.write(batch)?;
     Ok(())
+}
+
+fn round_of(key: &[u8], prefix: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(prefix)?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
 }
 
 /// The record of the version `round` produced, if this node has it.
@@ -362,6 +414,53 @@ mod tests {
         assert_eq!((round, &back, records), (3, &state, vec![record.clone()]));
         assert_eq!(record_of(&s, 3), Some(WireRecord::from(&record)));
         assert_eq!(record_of(&s, 2), None);
+    }
+
+    #[test]
+    fn past_heads_are_kept_for_the_fork_window_and_a_rollback_drops_what_came_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let shape = shape();
+        let mut parent = Hash32::ZERO;
+        let mut states = vec![State::genesis(Adapter::zeros(&shape))];
+        let last = 2 * KEEP_STATES;
+        for round in 1..=last {
+            let values: Vec<f32> = (0..12).map(|i| (i as u64 * round) as f32).collect();
+            let state = State::genesis(Adapter::from_flat(&shape, &values).unwrap());
+            let record = VersionRecord {
+                round,
+                parent,
+                version: state.version(),
+                inputs: vec![Hash32::digest(&round.to_be_bytes())],
+                optimizer: state.optimizer_hash(),
+            };
+            commit_version(&s, &record, &state).unwrap();
+            parent = record.version;
+            states.push(state);
+        }
+        // The head and the KEEP_STATES before it are kept; one more is not.
+        let oldest = last - KEEP_STATES;
+        for round in oldest..=last {
+            let kept = state_at(&s, &shape, round).unwrap();
+            assert_eq!(
+                kept.as_ref(),
+                Some(&states[round as usize]),
+                "round {round}"
+            );
+        }
+        assert_eq!(state_at(&s, &shape, oldest - 1).unwrap(), None);
+
+        let back = oldest + 2;
+        rollback(&s, back, &states[back as usize]).unwrap();
+        drop(s);
+        let s = Store::open(&dir.path().join("s"), &unlock(&dir)).unwrap();
+        let (round, head, records) = load_head(&s, &shape, 1024).unwrap().unwrap();
+        assert_eq!((round, &head), (back, &states[back as usize]));
+        assert_eq!(records.last().map(|r| r.round), Some(back));
+        assert!(record_of(&s, back).is_some());
+        assert_eq!(record_of(&s, back + 1), None);
+        assert_eq!(state_at(&s, &shape, back + 1).unwrap(), None);
+        assert!(state_at(&s, &shape, back).unwrap().is_some());
     }
 
     fn record_of(s: &Store, round: u64) -> Option<WireRecord> {
