@@ -1181,7 +1181,10 @@ impl Node {
 
     /// Looks for a fork when a peer's head is not the version this node holds for that round.
     fn check_fork(&mut self, peer: PeerId, head_round: u64, head_version: Hash32) {
-        if head_round > self.community.head_round() {
+        if head_round > self.community.head_round()
+            || (head_round, head_version)
+                == (self.community.head_round(), self.community.head().version())
+        {
             // Ahead: the usual catch-up runs, and finds a fork if the parents do not match.
             return;
         }
@@ -1216,6 +1219,7 @@ impl Node {
             .map(|r| (r.version, r.round))
             .collect();
         ours.insert(bridge::genesis(&self.manifest.lora).version(), 0);
+        ours.insert(self.community.head().version(), self.community.head_round());
         let client = self.client.clone();
         let tx = self.internal.clone();
         tokio::spawn(async move {
