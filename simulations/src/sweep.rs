@@ -9,7 +9,8 @@
 //!
 //! Each variant is the base table with the keys set, then parsed and validated like any
 //! scenario, so an error names the key and the variant. After the runs, `sweep.csv` lists the
-//! final figures of every variant and arm, and `sweep_loss.svg` / `sweep_accuracy.svg` plot them
+//! final figures of every variant and arm, and `sweep_loss.svg` / `sweep_accuracy.svg` (and
+//! `sweep_backdoor.svg` in backdoor scenarios; each with a PNG next to it) plot them
 //! against the first key (one line per arm and combination of the other keys).
 
 use std::path::{Path, PathBuf};
@@ -175,9 +176,10 @@ pub fn summarize(dir: &Path, title: &str, runs: &[(Variant, Report)]) -> Result<
         csv.push(',');
         csv.push_str(k);
     }
-    csv.push_str(",arm,round,loss,accuracy,epsilon\n");
+    csv.push_str(",arm,round,loss,accuracy,epsilon,backdoor_loss,backdoor_accuracy\n");
     let mut loss: Vec<Series> = Vec::new();
     let mut accuracy: Vec<Series> = Vec::new();
+    let mut backdoor: Vec<Series> = Vec::new();
     for (v, report) in runs {
         for &arm in &v.scenario.arms {
             let Some(row) = report.last(arm) else {
@@ -190,12 +192,14 @@ pub fn summarize(dir: &Path, title: &str, runs: &[(Variant, Report)]) -> Result<
             }
             let f = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
             csv.push_str(&format!(
-                ",{},{},{},{},{}\n",
+                ",{},{},{},{},{},{},{}\n",
                 arm.name(),
                 row.round,
                 f(row.loss),
                 f(row.accuracy),
-                json_number(row.epsilon)
+                json_number(row.epsilon),
+                f(row.backdoor_loss),
+                f(row.backdoor_accuracy)
             ));
             let Some(x) = v.settings.first().and_then(|(_, x)| number(x)) else {
                 continue;
@@ -209,7 +213,11 @@ pub fn summarize(dir: &Path, title: &str, runs: &[(Variant, Report)]) -> Result<
             } else {
                 format!("{} {}", arm.name(), others.join(" "))
             };
-            for (list, y) in [(&mut loss, row.loss), (&mut accuracy, row.accuracy)] {
+            for (list, y) in [
+                (&mut loss, row.loss),
+                (&mut accuracy, row.accuracy),
+                (&mut backdoor, row.backdoor_loss),
+            ] {
                 let Some(y) = y else { continue };
                 match list.iter_mut().find(|s| s.name == name) {
                     Some(s) => s.points.push((x, y)),
@@ -225,10 +233,18 @@ pub fn summarize(dir: &Path, title: &str, runs: &[(Variant, Report)]) -> Result<
     if let Some(x) = keys.first()
         && loss.iter().any(|s| !s.points.is_empty())
     {
-        for (file, what, series) in [
+        let mut figures = vec![
             ("sweep_loss.svg", "final held-out loss", loss),
             ("sweep_accuracy.svg", "final next-byte accuracy", accuracy),
-        ] {
+        ];
+        if backdoor.iter().any(|s| !s.points.is_empty()) {
+            figures.push((
+                "sweep_backdoor.svg",
+                "target loss after the trigger",
+                backdoor,
+            ));
+        }
+        for (file, what, series) in figures {
             lines(
                 &dir.join(file),
                 &Figure {
