@@ -33,14 +33,19 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
 
 summary="$logs/summary.tsv"
-[ -f "$summary" ] || printf 'target\tseconds\texecutions\texec_per_s\tcorpus_files\tcov\tft\tcrashes\tfinished_at\n' > "$summary"
+[ -f "$summary" ] || printf 'target\tseconds\tcpu_seconds\texecutions\texec_per_s\tcorpus_files\tcov\tft\tcrashes\tfinished_at\n' > "$summary"
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   log="$logs/$t.log"
   echo "::: $t for $secs s (log: $log)"
   status=0
+  # CPU seconds (user + sys) as well as wall time: on a shared machine at low priority the
+  # executions depend on the CPU share the run got.
+  cpu0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
   (cd fuzz && "$bin/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$secs" \
      -rss_limit_mb=2048 -print_final_stats=1) > "$log" 2>&1 || status=$?
+  cpu1=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
+  cpu=$(( (cpu1 - cpu0) / $(getconf CLK_TCK) ))
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   speed=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
@@ -49,7 +54,7 @@ for t in "${targets[@]}"; do
   files=$(find "fuzz/corpus/$t" -type f | wc -l)
   crashes=0
   [ "$status" -ne 0 ] && crashes=1
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-?}" "${speed:-?}" "$files" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "$cpu" "${execs:-?}" "${speed:-?}" "$files" \
     "${cov:-?}" "${ft:-?}" "$crashes" "$(date -u +%FT%TZ)" | tee -a "$summary"
   if [ "$status" -ne 0 ]; then
     echo "!!! $t stopped with status $status: see $log and fuzz/artifacts/$t/" >&2

@@ -1,6 +1,6 @@
 //! Writes the seed corpus of the fuzz targets in `fuzz/` that need the model and node crates
 //! (`gguf`, `gguf_tokenizer`, `hf_config`, `hf_checkpoint`, `peft`, `sync`, `invite`, `api`,
-//! `ingest`); the protocol targets' seeds come from `hearth-protocol`'s `fuzz_seeds` example.
+//! `ingest`, `config`); the protocol targets' seeds come from `hearth-protocol`'s `fuzz_seeds` example.
 //! Every seed but the `api` request bodies (built as JSON values, not sent to a server here) is
 //! checked to decode as its target decodes it, so the fuzzers start from valid inputs.
 //!
@@ -611,6 +611,32 @@ fn ingest_seeds(seeds: &mut Seeds) -> Result<()> {
     Ok(())
 }
 
+/// Configuration files: the defaults as `hearth config` prints them, an empty file, the
+/// documented example with every optional key set, and a partial file; each must load.
+fn config_seeds(seeds: &mut Seeds) -> Result<()> {
+    use hearth_node::config::Config;
+    let full = concat!(
+        "[model]\npath = \"/models/SmolLM2-135M-Instruct.Q4_1.gguf\"\ncontext = 2048\n\n",
+        "[node]\nlisten = [\"/ip4/0.0.0.0/tcp/4011\", \"/ip4/0.0.0.0/udp/4011/quic-v1\"]\n",
+        "bootstrap = [\"/ip4/127.0.0.1/tcp/4012\"]\nmdns = false\ncontribute = true\n",
+        "threads = 2\nmax_memory_mb = 4096\ntrain_secs = 600.0\nseq_len = 128\nlr = 0.002\n",
+        "log_format = \"json\"\n\n",
+        "[api]\nenabled = true\naddr = \"127.0.0.1:11435\"\ntoken = \"s3cret\"\n",
+        "max_concurrent = 2\nmax_tokens = 1024\nmax_body_bytes = 1048576\n"
+    );
+    let files = [
+        ("defaults", Config::default().to_toml()?),
+        ("empty", String::new()),
+        ("full", full.to_string()),
+        ("partial", "[node]\ncontribute = false\n".to_string()),
+    ];
+    for (name, text) in files {
+        Config::parse(&text).with_context(|| format!("the {name} config seed"))?;
+        seeds.write("config", name, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let root = PathBuf::from(
         std::env::args()
@@ -627,6 +653,7 @@ fn main() -> Result<()> {
     node_seeds(&mut seeds)?;
     api_seeds(&mut seeds)?;
     ingest_seeds(&mut seeds)?;
+    config_seeds(&mut seeds)?;
     println!("wrote {} seeds to {}", seeds.count, show(&root));
     Ok(())
 }
