@@ -31,7 +31,7 @@ use hearth_training::{Ledger, fit_scale, quantize_exact};
 use crate::attack;
 use crate::error::{Error, Result};
 use crate::metrics::RoundRow;
-use crate::network::{Memory, Transport};
+use crate::network::{self, Transport};
 use crate::privacy::Privacy;
 use crate::rng::{derive, purpose, stream};
 use crate::scenario::{Arm, AttackKind};
@@ -65,7 +65,7 @@ pub(crate) struct Federated<'w> {
     community: Hash32,
     nodes: Vec<Community>,
     ledgers: Vec<Ledger>,
-    net: Memory,
+    net: Box<dyn Transport>,
     synced: Vec<Option<Hash32>>,
     nonces: Vec<u64>,
     down: Vec<bool>,
@@ -115,7 +115,7 @@ impl<'w> Federated<'w> {
             manifest,
             nodes,
             ledgers,
-            net: Memory::new(s.seed, s.network.clone(), s.members, full),
+            net: network::build(s.seed, &s.network, s.members, full)?,
             synced: vec![None; s.members],
             nonces: vec![0; full],
             down: vec![false; full],

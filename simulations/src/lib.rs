@@ -10,6 +10,7 @@
 //!   the federated arms through [`hearth_federation::Community`] full nodes and the
 //!   [`network::Memory`] transport, the baselines ([`Arm::Local`], [`Arm::Centralized`]) on
 //!   the same data and budget; writes [`metrics`] (CSV, JSON) and [`plot`]s.
+//!   `network.transport = "libp2p"` runs real libp2p nodes on loopback instead ([`p2p`]).
 //! - [`attack`]: sign flip, scaling (model replacement), noise, ALIE and backdoor attackers;
 //!   [`backdoor`] measures a backdoor's success.
 //! - [`trace`]: churn traces (which members are down or slow in which rounds).
@@ -38,6 +39,7 @@ mod federated;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod p2p;
 pub mod plot;
 pub mod png;
 pub mod pretrain;

@@ -6,6 +6,9 @@
 //! scenario delivers the same bytes at the same virtual times in every run. Deliveries come out
 //! in time order, ties broken by the order of publication and the receiver's index.
 //!
+//! [`Memory`] is the default; `network.transport = "libp2p"` runs real nodes instead
+//! ([`crate::p2p::Libp2p`]), through the same trait. [`build`] makes the scenario's.
+//!
 //! Bytes are counted as a gossip node sees them: a publisher sends its message once (the
 //! fan-out to mesh peers is libp2p's business and is not modelled), every receiver counts what
 //! reaches it.
@@ -15,7 +18,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crate::rng::{purpose, stream};
-use crate::scenario::NetworkSpec;
+use crate::scenario::{NetworkSpec, TransportKind};
 
 /// One message arriving at one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +37,7 @@ pub struct Delivery {
 
 /// What the harness needs from a network: publish sealed bytes to some members, and take the
 /// deliveries in time order.
-pub trait Transport {
+pub trait Transport: std::fmt::Debug {
     /// A new round begins (partitions and draws are per round); undelivered messages of the
     /// previous round are dropped and their count returned.
     fn begin_round(&mut self, round: u64) -> usize;
@@ -52,6 +55,23 @@ pub trait Transport {
 
     /// Bytes each member sent and received since the last call (and resets them).
     fn take_bytes(&mut self) -> (Vec<u64>, Vec<u64>);
+}
+
+/// The scenario's transport for `members` members, the first `full` of them full nodes.
+pub fn build(
+    seed: u64,
+    spec: &NetworkSpec,
+    members: usize,
+    full: usize,
+) -> crate::Result<Box<dyn Transport>> {
+    Ok(match spec.transport {
+        TransportKind::Memory => Box::new(Memory::new(seed, spec.clone(), members, full)),
+        TransportKind::Libp2p => Box::new(crate::p2p::Libp2p::start(
+            seed,
+            members,
+            std::time::Duration::from_millis(spec.settle_ms),
+        )?),
+    })
 }
 
 /// The seeded in-memory network of [`NetworkSpec`].

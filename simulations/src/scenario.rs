@@ -449,10 +449,26 @@ pub struct PartitionSpec {
     pub groups: usize,
 }
 
-/// The in-memory network.
+/// Which network carries the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// The seeded in-memory network (latency, loss, partitions; reproducible bit for bit).
+    Memory,
+    /// Real libp2p nodes on loopback, one per member (see [`crate::p2p`]).
+    Libp2p,
+}
+
+/// The network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkSpec {
+    /// Default `memory`. `libp2p` needs every member to be a full node, at most
+    /// [`crate::p2p::MAX_NODES`] members, and no modelled loss or partitions.
+    pub transport: TransportKind,
+    /// `libp2p`: real milliseconds a batch of messages may take to reach every receiver before
+    /// the rest counts as lost. Default 10000.
+    pub settle_ms: u64,
     /// Members that run a full node (verify and aggregate every message); the others take the
     /// version of a full node at the start of each round, as a node that syncs does. Default:
     /// every member up to 32, else 32.
@@ -469,6 +485,8 @@ pub struct NetworkSpec {
 impl Default for NetworkSpec {
     fn default() -> Self {
         NetworkSpec {
+            transport: TransportKind::Memory,
+            settle_ms: 10_000,
             full_nodes: None,
             latency_ms: [20, 200],
             loss: 0.0,
@@ -911,6 +929,22 @@ impl Scenario {
             ));
         }
         probability("network.loss", n.loss)?;
+        if n.transport == TransportKind::Libp2p {
+            in_range("members", self.members, 2, crate::p2p::MAX_NODES)?;
+            if self.full_nodes() < self.members {
+                return Err(Error::scenario(
+                    "network.full_nodes",
+                    "the libp2p transport runs a full node for every member",
+                ));
+            }
+            if n.loss > 0.0 || !n.partitions.is_empty() {
+                return Err(Error::scenario(
+                    "network.transport",
+                    "loss and partitions are modelled by the memory transport only",
+                ));
+            }
+            in_range("network.settle_ms", n.settle_ms as usize, 1, 600_000)?;
+        }
         for (i, p) in n.partitions.iter().enumerate() {
             let key = format!("network.partitions[{i}]");
             if p.rounds[0] > p.rounds[1] || p.rounds[0] == 0 {

@@ -252,3 +252,49 @@ fn a_backdoor_takes_under_the_mean_and_less_under_the_median() {
     assert!(mean < clean - 0.05, "attacked mean {mean} vs clean {clean}");
     assert!(median > mean, "median {median} vs mean {mean}");
 }
+
+#[test]
+fn real_libp2p_nodes_reach_the_same_versions_as_the_memory_network() {
+    let Some(plays) = plays() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let with = |transport: &str, name: &str| {
+        let s = scenario(
+            &plays,
+            "seed = 8\nrounds = 2\nmembers = 5\narms = ['federated_dp']",
+            &format!(
+                "[privacy]\nnoise_multiplier = 0.3\n[network]\ntransport = '{transport}'\nlatency_ms = [0, 0]\n"
+            ),
+        );
+        run(&s, &dir.path().join(name), &mut Quiet).unwrap()
+    };
+    let memory = with("memory", "memory");
+    let p2p = with("libp2p", "libp2p");
+    for (a, b) in memory.rounds.iter().zip(&p2p.rounds) {
+        assert_eq!(a.version, b.version, "round {}", a.round);
+        assert_eq!(a.loss, b.loss);
+        assert_eq!((a.contributions, a.rejected), (b.contributions, b.rejected));
+        assert_eq!(
+            (a.bytes_sent, a.bytes_received),
+            (b.bytes_sent, b.bytes_received)
+        );
+    }
+    let last = p2p.last(Arm::FederatedDp).unwrap();
+    assert_eq!(
+        (last.outcome.as_str(), last.contributions, last.versions),
+        ("closed", 5, 1)
+    );
+    // Distributed mode (secure aggregation) over real gossip.
+    let s = scenario(
+        &plays,
+        "seed = 9\nrounds = 2\nmembers = 8\narms = ['federated_dp']",
+        "[privacy]\nmode = 'distributed'\nnoise_multiplier = 0.5\n[network]\ntransport = 'libp2p'\n",
+    );
+    let r = run(&s, &dir.path().join("secure"), &mut Quiet).unwrap();
+    for row in r.rounds.iter().filter(|x| x.round > 0) {
+        assert_eq!(
+            (row.outcome.as_str(), row.versions),
+            ("closed", 1),
+            "{row:?}"
+        );
+    }
+}

@@ -210,3 +210,31 @@ fn backdoor_phrases_at_and_past_their_limits() {
     );
     assert_eq!(key_of(e.unwrap_err()), "attack.target");
 }
+
+#[test]
+fn libp2p_transport_rules_name_their_key() {
+    let p2p = |extra: &str| with(&format!("[network]\ntransport = 'libp2p'\n{extra}"));
+    assert!(p2p("").is_ok());
+    assert_eq!(
+        key_of(p2p("loss = 0.1\n").unwrap_err()),
+        "network.transport"
+    );
+    assert_eq!(
+        key_of(p2p("full_nodes = 3\n").unwrap_err()),
+        "network.full_nodes"
+    );
+    assert_eq!(
+        key_of(p2p("settle_ms = 0\n").unwrap_err()),
+        "network.settle_ms"
+    );
+    let members = |n: usize| {
+        Scenario::from_toml_str(&format!(
+            "name = 't'\nseed = 1\nrounds = 1\nmembers = {n}\n[network]\ntransport = 'libp2p'\nfull_nodes = {n}\n"
+        ))
+    };
+    assert!(members(crate::p2p::MAX_NODES).is_ok());
+    assert_eq!(
+        key_of(members(crate::p2p::MAX_NODES + 1).unwrap_err()),
+        "members"
+    );
+}
