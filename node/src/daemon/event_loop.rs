@@ -673,6 +673,9 @@ impl Node {
                 Output::Failed { round, reason } => {
                     self.summary.rounds_failed += 1;
                     warn!(round, %reason, "round closed without an update");
+                    // Peers that closed it may be ahead now: ask them (catch-up runs between
+                    // rounds, before the next one opens on a stale head).
+                    self.hello_all().await;
                 }
                 Output::Phase { round, phase } => debug!(round, phase = phase.name(), "phase"),
                 Output::Rejected(rejection) => warn!(%rejection, "misbehaviour found later"),
