@@ -11,9 +11,9 @@ mod attack;
 mod community;
 /// Nodes over real libp2p on loopback: rounds, agreement, catch-up, strangers, leaks.
 mod e2e;
-/// The tamper matrix: one rejection reason per attack, nothing forwarded, rounds complete.
-mod tamper;
 /// Partition 3+3 and heal over real libp2p.
 mod faults;
 /// Load: 20+ nodes and a flooding attacker; rounds complete, scoring pushes it out, peak RSS.
 mod load;
+/// The tamper matrix: one rejection reason per attack, nothing forwarded, rounds complete.
+mod tamper;
