@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(ingested) => ingested,
         Err(e) => panic!("the folder itself is readable: {e}"),
     };
-    assert!(ingested.documents.len() <= 1, "one file gives at most one document");
+    assert!(
+        ingested.documents.len() <= 1,
+        "one file gives at most one document"
+    );
     let _ = Dataset::from_documents(&ingested.documents, &ByteEncoder, HELD_OUT_FRACTION);
 });
