@@ -6,6 +6,8 @@
 #
 #   scripts/fuzz-long.sh                      # every target, 10 minutes each (about 2 hours)
 #   FUZZ_SECS=60 scripts/fuzz-long.sh envelope payload
+#   (FUZZ_SKIP_SEEDS=1: keep the corpus as it is; FUZZ_SKIP_BUILD=1: use the binaries built
+#   before; FUZZ_LOGS=DIR: where the logs and summary.tsv go)
 #
 # On a shared machine, run it at the lowest CPU priority in its own session (autogroup nice):
 #   setsid bash -c 'echo 19 > /proc/self/autogroup; exec nice -n 19 scripts/fuzz-long.sh' &
@@ -26,7 +28,8 @@ if [ "${FUZZ_SKIP_SEEDS:-0}" != 1 ]; then
    cargo run --quiet -p hearth-protocol --example fuzz_seeds -- fuzz/corpus
    cargo run --quiet -p hearth-node --example fuzz_seeds -- fuzz/corpus)
 fi
-(cd fuzz && cargo +nightly fuzz build)
+# FUZZ_SKIP_BUILD=1 runs the binaries already built (e.g. to rerun a target of an earlier build).
+[ "${FUZZ_SKIP_BUILD:-0}" = 1 ] || (cd fuzz && cargo +nightly fuzz build)
 bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
 
 targets=("$@")
