@@ -1,7 +1,8 @@
 //! Figures: line charts drawn with plotters, each as SVG (text left to the viewer) and as PNG
 //! next to it (text drawn from the bundled font, see [`crate::png`]).
 //!
-//! A run draws `loss.svg` and `accuracy.svg` (held-out, per arm, against the round),
+//! A run draws `loss.svg` and `accuracy.svg` (held-out, per arm, against the round;
+//! `loss_without_dp.svg` too when a DP arm runs with two or more others),
 //! `epsilon.svg` (ε spent by the most-charged member of the DP arm) and `bytes.svg` (bytes
 //! received per round by all members, federated arms). Sweeps draw their own figures with
 //! [`lines`].
@@ -38,7 +39,8 @@ pub struct Figure {
     pub series: Vec<Series>,
 }
 
-const PALETTE: [RGBColor; 8] = [
+/// Matplotlib's `tab20` (dark and light pairs), so that sweeps of up to 20 lines stay apart.
+const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -47,6 +49,18 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(199, 199, 199),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
 ];
 
 /// Figure size, pixels.
@@ -133,6 +147,7 @@ fn draw<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -168,6 +183,22 @@ pub fn arms(rows: &[RoundRow], dir: &Path, name: &str) -> Result<()> {
         &dir.join("loss.svg"),
         &figure("held-out loss", "loss (nats/byte)", loss),
     )?;
+    // DP noise at small scale can dwarf the other arms: they get a figure of their own.
+    let others: Vec<Arm> = arms
+        .iter()
+        .copied()
+        .filter(|&a| a != Arm::FederatedDp)
+        .collect();
+    if arms.contains(&Arm::FederatedDp) && others.len() >= 2 {
+        let loss = others
+            .iter()
+            .map(|&a| series(rows, a, |r| r.loss))
+            .collect();
+        lines(
+            &dir.join("loss_without_dp.svg"),
+            &figure("held-out loss, arms without DP", "loss (nats/byte)", loss),
+        )?;
+    }
     let acc = arms
         .iter()
         .map(|&a| series(rows, a, |r| r.accuracy))

@@ -162,7 +162,8 @@ impl<'a> DrawingBackend for Png<'a> {
     ) -> Result<(u32, u32), BackendError<'a>> {
         let font = font().ok_or_else(|| DrawingErrorKind::FontError(Box::new(NoFont)))?;
         let (w, h) = measure(font, style.size(), text);
-        Ok((w.ceil() as u32, h.ceil() as u32))
+        // A little room to the right: plotters places boxes (legends) tight around this width.
+        Ok(((w * 1.05).ceil() as u32 + 2, h.ceil() as u32))
     }
 
     fn draw_text<T: BackendTextStyle>(

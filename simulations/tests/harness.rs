@@ -52,8 +52,13 @@ fn same_seed_gives_identical_csv_bytes() {
         assert!(!x.is_empty());
         assert!(x == y, "{file} differs between two runs of the same seed");
     }
-    for figure in ["loss.svg", "accuracy.svg", "epsilon.svg", "bytes.svg"] {
-        assert!(a.dir.join(figure).is_file(), "{figure}");
+    for figure in ["loss", "accuracy", "epsilon", "bytes", "loss_without_dp"] {
+        for ext in ["svg", "png"] {
+            assert!(
+                a.dir.join(format!("{figure}.{ext}")).is_file(),
+                "{figure}.{ext}"
+            );
+        }
     }
     let mut other = s.clone();
     other.seed = 12;
