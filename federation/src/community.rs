@@ -65,6 +65,8 @@ pub struct Community {
     pending: Vec<Output>,
     secagg: Option<Box<dyn SecureAggregator>>,
     probe: Option<Box<dyn Probe>>,
+    /// The probe loss of the last parent checked, by version (a round's parent is checked once).
+    probe_parent: std::sync::Mutex<Option<(Hash32, f64)>>,
 }
 
 impl Community {
@@ -91,6 +93,7 @@ impl Community {
             pending: Vec::new(),
             secagg: None,
             probe: None,
+            probe_parent: std::sync::Mutex::new(None),
         })
     }
 
@@ -101,7 +104,10 @@ impl Community {
         self
     }
 
-    /// Installs a probe-set check run on every candidate version before it is applied.
+    /// Installs the evaluator of the manifest's probe set, run on every candidate version before
+    /// it is applied (closed rounds, adopted peer versions, verified catch-up versions). Needed
+    /// when the manifest has a probe set: without one, every round fails closed rather than
+    /// applying what the other nodes may refuse. Ignored when the manifest has none.
     pub fn with_probe(mut self, probe: Box<dyn Probe>) -> Self {
         self.probe = Some(probe);
         self
@@ -423,12 +429,14 @@ impl Community {
                 .map_err(fail_reason)
         };
         let result = result.and_then(|(record, state)| {
-            match self.probe.as_mut() {
-                Some(p) => p
-                    .check(number, &round.parent_state.adapter, &state.adapter)
-                    .map_err(FailReason::Probe),
-                None => Ok(()),
-            }
+            probe_check(
+                &self.manifest,
+                self.probe.as_deref(),
+                &self.probe_parent,
+                &round.parent_state,
+                &state,
+            )
+            .map_err(FailReason::Probe)
             .map(|()| (record, state))
         });
         let mut out = Vec::new();
@@ -466,6 +474,49 @@ impl Community {
             self.chain.pop_front();
         }
     }
+}
+
+/// The manifest's probe-set check of `candidate` over `parent` (`Ok` when the manifest has no
+/// probe set): refused if the candidate's probe loss is not finite or exceeds the parent's by
+/// more than `max_increase`, or if no evaluator is installed.
+pub(crate) fn probe_check(
+    manifest: &Manifest,
+    probe: Option<&dyn Probe>,
+    cache: &std::sync::Mutex<Option<(Hash32, f64)>>,
+    parent: &State,
+    candidate: &State,
+) -> Result<(), String> {
+    let Some(set) = &manifest.aggregation.probe else {
+        return Ok(());
+    };
+    let probe = probe.ok_or("the manifest has a probe set and this node has no evaluator")?;
+    let parent_version = parent.version();
+    let cached = *cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = match cached {
+        Some((v, loss)) if v == parent_version => loss,
+        _ => {
+            let loss = probe.loss(&parent.adapter)?;
+            *cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((parent_version, loss));
+            loss
+        }
+    };
+    let after = probe.loss(&candidate.adapter)?;
+    if !after.is_finite() || !before.is_finite() {
+        return Err(format!("probe loss not finite ({before} → {after})"));
+    }
+    if after - before > set.max_increase {
+        return Err(format!(
+            "probe loss {after:.4} against its parent's {before:.4}: +{:.4} nats/token, more than \
+             the {} allowed",
+            after - before,
+            set.max_increase
+        ));
+    }
+    Ok(())
 }
 
 /// Checks group sums against the round — members sorted, in the cohort, in one group only —
@@ -571,6 +622,8 @@ fn admin_reason(e: &Error) -> Reason {
 }
 
 mod admission;
+#[cfg(test)]
+mod probe_tests;
 #[cfg(test)]
 mod properties;
 mod reconcile;

@@ -88,6 +88,15 @@ pub enum Error {
         /// What the deltas give.
         computed: Hash32,
     },
+    /// The version checks out but the community's probe-set check refuses it: honest nodes
+    /// would not have applied it.
+    #[error("round {round}: the probe check refuses the version: {reason}")]
+    ProbeRefused {
+        /// The round of the version.
+        round: u64,
+        /// Why.
+        reason: String,
+    },
     /// Too few inputs for a version (the manifest's `min_contributions`).
     #[error("{found} contributions, the community needs at least {needed}")]
     TooFew {

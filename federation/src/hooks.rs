@@ -215,17 +215,18 @@ pub trait SecureAggregator: fmt::Debug + Send {
     }
 }
 
-/// A check of a candidate version before it is applied (e.g. loss on a community probe set).
+/// The evaluator behind the community's probe-set check
+/// ([`ProbeSet`](hearth_protocol::ProbeSet) in the manifest): the mean loss, in nats per token, of
+/// the base model with a given community adapter on the manifest's probe text. The community
+/// compares a candidate's loss with its parent's and refuses a candidate that raises it by more
+/// than the manifest's `max_increase` (closing the round without an update).
 ///
-/// Every node must reach the same verdict for versions to stay in agreement, so a probe must be
-/// deterministic given the two adapters.
+/// Every node must reach the same verdict for versions to stay in agreement, so the loss must be
+/// a deterministic function of the adapter (same text, same tokenizer, same windows, same
+/// arithmetic). Implementations own any caches behind a lock: the check also runs from `&self`
+/// verification paths.
 pub trait Probe: fmt::Debug + Send {
-    /// `Ok` to apply `candidate` on top of `parent`, or `Err(why)` to close the round without an
-    /// update.
-    fn check(
-        &mut self,
-        round: u64,
-        parent: &crate::Adapter,
-        candidate: &crate::Adapter,
-    ) -> Result<(), String>;
+    /// Mean loss of the base model with `adapter` on the probe text, nats per token, or why it
+    /// could not be computed.
+    fn loss(&self, adapter: &crate::Adapter) -> Result<f64, String>;
 }

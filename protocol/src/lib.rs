@@ -81,9 +81,9 @@ pub use crate::{
     identity::{Keypair, MEMBER_ID_LEN, MemberId, PEER_ID_LEN, SIGNATURE_LEN, Signature},
     limits::{HARD_MAX_MESSAGE_BYTES, Limits},
     manifest::{
-        Aggregation, BaseModel, COMMUNITY_DOMAIN, LoraShape, MAX_WEIGHT_CAP, MIN_GROUP_SIZE,
-        Manifest, Period, Privacy, PrivacyMode, Rule, Schedule, ServerOptimizer, Target,
-        TensorShape, Weighting,
+        Aggregation, BaseModel, COMMUNITY_DOMAIN, LoraShape, MAX_PROBE_BYTES, MAX_PROBE_INCREASE,
+        MAX_WEIGHT_CAP, MIN_GROUP_SIZE, Manifest, PROBE_WINDOW_TOKENS, Period, Privacy,
+        PrivacyMode, ProbeSet, Rule, Schedule, ServerOptimizer, Target, TensorShape, Weighting,
     },
     payload::{Kind, Payload, decode_payload},
     replay::ReplayWindow,

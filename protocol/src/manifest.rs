@@ -308,6 +308,56 @@ pub struct Aggregation {
     /// Smallest secure-aggregation group (distributed mode): the cohort is dealt into groups of
     /// at least this many members, `MIN_GROUP_SIZE..=max_cohort`. Default 8.
     pub min_group_size: u32,
+    /// The community probe set every candidate version is checked on before it is applied
+    /// (absent: no check). Absent fields are not encoded, so manifests without one keep their
+    /// bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeSet>,
+}
+
+/// Most bytes of probe text a manifest may carry (about 4,000 tokens for a BPE vocabulary: every
+/// node evaluates it once per round).
+pub const MAX_PROBE_BYTES: u32 = 16 * 1024;
+
+/// The probe text is evaluated in consecutive windows of this many tokens (or the base model's
+/// context, if shorter), so that every node computes the same loss.
+pub const PROBE_WINDOW_TOKENS: usize = 128;
+
+/// Largest probe tolerance a manifest may set, nats per token.
+pub const MAX_PROBE_INCREASE: f64 = 10.0;
+
+/// The community probe set: public text, the same for every node, on which each candidate
+/// version is evaluated with the base model before it is applied. A candidate whose mean loss on
+/// the text exceeds its parent's by more than `max_increase` nats per token is refused, and the
+/// round closes without an update (the last layer of the robust aggregation in DESIGN.md:
+/// poisoned aggregates that slip through the norm bound and the rule are caught by what they do
+/// to the model, not by how they look).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSet {
+    /// The text, UTF-8, `1..=`[`MAX_PROBE_BYTES`] bytes. Public: never a member's data.
+    pub text: String,
+    /// Largest rise of the probe loss a round may cause, nats per token, in
+    /// `(0, `[`MAX_PROBE_INCREASE`]`]`.
+    pub max_increase: f64,
+}
+
+impl ProbeSet {
+    fn validate(&self) -> Result<(), Error> {
+        check_limit("probe text bytes", self.text.len(), MAX_PROBE_BYTES)?;
+        if self.text.trim().is_empty() {
+            return Err(Error::InvalidValue {
+                field: "aggregation.probe.text",
+                reason: "empty".into(),
+            });
+        }
+        check_range(
+            "aggregation.probe.max_increase",
+            self.max_increase,
+            0.0,
+            true,
+            MAX_PROBE_INCREASE,
+        )
+    }
 }
 
 impl Default for Aggregation {
@@ -317,12 +367,16 @@ impl Default for Aggregation {
             optimizer: ServerOptimizer::None,
             weighting: Weighting::Uniform,
             min_group_size: 8,
+            probe: None,
         }
     }
 }
 
 impl Aggregation {
     fn validate(&self, mode: PrivacyMode, limits: &Limits) -> Result<(), Error> {
+        if let Some(probe) = &self.probe {
+            probe.validate()?;
+        }
         if let Rule::TrimmedMean { beta } = self.rule {
             check_range("aggregation.rule.beta", beta, 0.0, false, 0.499_999)?;
         }
@@ -489,6 +543,7 @@ impl Signed<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::from_cbor;
     use crate::identity::Keypair;
     use crate::testutil::{admin, manifest};
 
@@ -690,6 +745,67 @@ mod tests {
         assert_eq!(w.weight(40), 40.0);
         assert_eq!(w.weight(100), 100.0);
         assert_eq!(w.weight(101), 100.0);
+    }
+
+    /// The probe set: text size and tolerance at and past their limits; a manifest without one
+    /// keeps its bytes, one with it round-trips and names another community.
+    #[test]
+    fn probe_set_limits_and_encoding() {
+        let base = manifest();
+        let with = |text: String, max_increase: f64| {
+            let mut m = base.clone();
+            m.aggregation.probe = Some(ProbeSet { text, max_increase });
+            m
+        };
+        let at = MAX_PROBE_BYTES as usize;
+        with("a".repeat(at), 0.05).validate().unwrap();
+        assert!(matches!(
+            with("a".repeat(at + 1), 0.05).validate(),
+            Err(Error::LimitExceeded {
+                what: "probe text bytes",
+                found,
+                ..
+            }) if found == at as u64 + 1
+        ));
+        let field_of = |m: &Manifest| match m.validate() {
+            Err(Error::InvalidValue { field, .. }) => Some(field),
+            _ => None,
+        };
+        assert_eq!(
+            field_of(&with(" \n ".into(), 0.05)),
+            Some("aggregation.probe.text")
+        );
+        with("to be".into(), MAX_PROBE_INCREASE).validate().unwrap();
+        for bad in [
+            0.0,
+            -1.0,
+            MAX_PROBE_INCREASE * 1.001,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            assert_eq!(
+                field_of(&with("to be".into(), bad)),
+                Some("aggregation.probe.max_increase"),
+                "{bad}"
+            );
+        }
+        let probed = with("To be, or not to be".into(), 0.05);
+        let bytes = to_cbor("manifest", &probed).unwrap();
+        let back: Manifest = crate::codec::from_canonical_cbor("manifest", &bytes).unwrap();
+        assert_eq!(back, probed);
+        assert_ne!(probed.community_id().unwrap(), base.community_id().unwrap());
+        // An explicit `null` is not the canonical spelling of "no probe set".
+        let plain = to_cbor("aggregation", &Aggregation::default()).unwrap();
+        assert_eq!(plain[0], 0xa4);
+        let nulled = [&[0xa5][..], &plain[1..], &[0x65], b"probe", &[0xf6]].concat();
+        assert_eq!(
+            from_cbor::<Aggregation>("aggregation", &nulled).unwrap(),
+            Aggregation::default()
+        );
+        assert!(matches!(
+            crate::codec::from_canonical_cbor::<Aggregation>("aggregation", &nulled),
+            Err(Error::NonCanonical { .. })
+        ));
     }
 
     /// The aggregation map as docs/PROTOCOL.md §6.2 spells it, and the community id of the test

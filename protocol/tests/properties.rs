@@ -107,6 +107,7 @@ fn aggregation() -> impl Strategy<Value = Aggregation> {
             optimizer,
             weighting,
             min_group_size,
+            probe: None,
         },
     )
 }

@@ -7,7 +7,7 @@ use hearth_protocol::{
     DeltaSubmission, Hash32, MemberId, Payload, Role, VersionAnnouncement, decode_untrusted,
 };
 
-use super::{Community, protocol_reason};
+use super::{Community, probe_check, protocol_reason};
 use crate::adapter::State;
 use crate::chain::{VersionRecord, next_from_deltas};
 use crate::cohort::{in_cohort, round_seed};
@@ -101,6 +101,17 @@ impl Community {
                 computed: record.version,
             });
         }
+        probe_check(
+            &self.manifest,
+            self.probe.as_deref(),
+            &self.probe_parent,
+            parent,
+            &state,
+        )
+        .map_err(|reason| Error::ProbeRefused {
+            round: announcement.round,
+            reason,
+        })?;
         Ok((record, state))
     }
 
@@ -216,9 +227,14 @@ impl Community {
                 record.version, a.version
             ));
         }
-        if let Some(p) = self.probe.as_mut()
-            && p.check(a.round, &round.parent_state.adapter, &state.adapter)
-                .is_err()
+        if probe_check(
+            &self.manifest,
+            self.probe.as_deref(),
+            &self.probe_parent,
+            &round.parent_state,
+            &state,
+        )
+        .is_err()
         {
             return Ok(());
         }

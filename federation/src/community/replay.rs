@@ -10,7 +10,7 @@
 
 use hearth_protocol::{Kind, Role, VersionAnnouncement, decode_untrusted};
 
-use super::{Community, protocol_reason, usable_groups};
+use super::{Community, probe_check, protocol_reason, usable_groups};
 use crate::adapter::State;
 use crate::chain::{VersionRecord, next_from_groups};
 use crate::clock::PhaseClock;
@@ -169,6 +169,14 @@ impl Community {
                 computed: record.version,
             });
         }
+        probe_check(
+            &self.manifest,
+            self.probe.as_deref(),
+            &self.probe_parent,
+            parent,
+            &state,
+        )
+        .map_err(|reason| Error::ProbeRefused { round, reason })?;
         Ok((record, state))
     }
 }
