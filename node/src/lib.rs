@@ -20,6 +20,7 @@ pub mod home;
 pub mod local;
 pub mod model;
 pub mod network;
+pub mod probe;
 pub mod report;
 pub mod secrets;
 pub mod store;

@@ -6,8 +6,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use hearth_models::{LlamaConfig, Target as LoraTarget};
 use hearth_protocol::{
-    Aggregation, BaseModel, Certificate, Hash32, LoraShape, Manifest, MemberId, Period, Privacy,
-    PrivacyMode, Role, Rule, Schedule, Signed, Target, Weighting,
+    Aggregation, BaseModel, Certificate, Hash32, LoraShape, MAX_PROBE_BYTES, Manifest, MemberId,
+    Period, Privacy, PrivacyMode, ProbeSet, Role, Rule, Schedule, Signed, Target, Weighting,
 };
 
 use super::HomeArgs;
@@ -106,6 +106,15 @@ pub struct CreateArgs {
     /// Smallest secure-aggregation group (distributed privacy mode), at least 3.
     #[arg(long, default_value_t = 8)]
     pub min_group_size: u32,
+    /// Public text (UTF-8, at most 16 KiB) every node evaluates each candidate version on before
+    /// applying it: a round that raises its loss by more than --probe-max-increase is not
+    /// applied (docs/SECURITY.md, "Byzantine members"). Never a member's private data: it goes
+    /// into the manifest, which every member and invitee holds.
+    #[arg(long, value_name = "PATH")]
+    pub probe_file: Option<PathBuf>,
+    /// Largest rise of the probe loss one round may cause, nats per token.
+    #[arg(long, default_value_t = 0.05, requires = "probe_file")]
+    pub probe_max_increase: f64,
     /// Seconds between rounds; 0 for rounds on demand.
     #[arg(long, default_value_t = 600)]
     pub round_secs: u64,
@@ -147,6 +156,25 @@ pub fn target_shape(target: LoraTarget, config: &LlamaConfig) -> Target {
         in_dim: in_dim as u32,
         out_dim: out_dim as u32,
     }
+}
+
+/// Reads a probe text file (bounded before it is read whole).
+fn read_probe(path: &std::path::Path, max_increase: f64) -> anyhow::Result<ProbeSet> {
+    use anyhow::Context as _;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading the probe file {}", path.display()))?
+        .len();
+    if size > u64::from(MAX_PROBE_BYTES) {
+        bail!(
+            "the probe file {} has {size} bytes; at most {MAX_PROBE_BYTES} fit in a manifest",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading the probe file {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("the probe file {} is not UTF-8: {e}", path.display()))?;
+    Ok(ProbeSet { text, max_increase })
 }
 
 /// Runs `hearth community create`: this member becomes the admin of a new community.
@@ -212,6 +240,10 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
                 },
             },
             min_group_size: args.min_group_size,
+            probe: match &args.probe_file {
+                None => None,
+                Some(path) => Some(read_probe(path, args.probe_max_increase)?),
+            },
             ..Aggregation::default()
         },
         schedule: Schedule {

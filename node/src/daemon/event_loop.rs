@@ -198,6 +198,21 @@ impl Node {
             crate::secrets::random_fill(&mut secret)?;
             community = community.with_secure_aggregation(Box::new(Engine::new(me, secret)));
         }
+        if let Some(set) = &manifest.aggregation.probe {
+            // Every candidate version is evaluated on the probe text before it is applied, so a
+            // node of such a community needs the base model even when it does not train.
+            let path = crate::model::resolve_model_path(opts.model.as_deref()).context(
+                "this community checks every version on its probe set: the node needs the base model",
+            )?;
+            if let Some(probe) = crate::probe::ModelProbe::load(&manifest, &path)? {
+                info!(
+                    tokens = probe.tokens(),
+                    max_increase = set.max_increase,
+                    "community probe set loaded"
+                );
+                community = community.with_probe(Box::new(probe));
+            }
+        }
         community
             .add_certificate(&certificate, now)
             .context("this node's own certificate is not valid")?;
@@ -415,6 +430,12 @@ impl Node {
     }
 
     async fn on_tick(&mut self, now: u64) -> anyhow::Result<()> {
+        // A refused or failed store write (a full disk) stops the node with its cause, also when
+        // the write was one whose failure is only logged (a peer's delta or certificate).
+        self.home
+            .store
+            .check_writable()
+            .context("stopping the node")?;
         self.redial().await;
         let ahead = self
             .peer_heads

@@ -348,3 +348,85 @@ fn a_member_goes_from_init_to_import_and_mistakes_get_clear_errors() {
         out.stdout
     );
 }
+
+#[test]
+fn community_create_takes_a_probe_file_within_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    hearth_models::tiny::write_gguf(&model, &tiny(), 7).unwrap();
+    let admin = Person {
+        home: dir.path().join("admin"),
+        unlock: Secret::Passphrase("probe admin"),
+    };
+    admin.ok(&["init"]);
+    let create = |probe: &Path, max_increase: &str| {
+        admin.run(&[
+            "community",
+            "create",
+            "--name",
+            "probed",
+            "--model",
+            s(&model),
+            "--privacy",
+            "local",
+            "--rank",
+            "2",
+            "--probe-file",
+            s(probe),
+            "--probe-max-increase",
+            max_increase,
+        ])
+    };
+    let limit = hearth_protocol::MAX_PROBE_BYTES as usize;
+    let past = dir.path().join("past.txt");
+    std::fs::write(&past, "a".repeat(limit + 1)).unwrap();
+    let out = create(&past, "0.05");
+    assert!(
+        !out.ok && out.stderr.contains("past.txt") && out.stderr.contains("16384"),
+        "{}",
+        out.stderr
+    );
+    let binary = dir.path().join("binary.txt");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    let out = create(&binary, "0.05");
+    assert!(
+        !out.ok && out.stderr.contains("not UTF-8"),
+        "{}",
+        out.stderr
+    );
+    let blank = dir.path().join("blank.txt");
+    std::fs::write(&blank, "  \n\t\n").unwrap();
+    let out = create(&blank, "0.05");
+    assert!(
+        !out.ok && out.stderr.contains("aggregation.probe.text"),
+        "{}",
+        out.stderr
+    );
+    let missing = dir.path().join("missing.txt");
+    let out = create(&missing, "0.05");
+    assert!(
+        !out.ok && out.stderr.contains("missing.txt"),
+        "{}",
+        out.stderr
+    );
+    let at = dir.path().join("at.txt");
+    let text = "To be, or not to be, that is the question. ".repeat(limit / 43 + 1);
+    std::fs::write(&at, &text[..limit]).unwrap();
+    let out = create(&at, "0");
+    assert!(
+        !out.ok && out.stderr.contains("aggregation.probe.max_increase"),
+        "{}",
+        out.stderr
+    );
+    let out = create(&at, "0.05");
+    assert!(out.ok, "{}", out.stderr);
+    let home = Home::open(
+        &admin.home,
+        &Unlock::Passphrase("probe admin".to_string().into()),
+    )
+    .unwrap();
+    let manifest = home.manifest().unwrap().unwrap();
+    let probe = manifest.body.aggregation.probe.as_ref().unwrap();
+    assert_eq!(probe.text.as_bytes(), &text.as_bytes()[..limit]);
+    assert_eq!(probe.max_increase, 0.05);
+}
