@@ -93,9 +93,16 @@ impl<'w> Federated<'w> {
         let signed: Signed<Manifest> = world.sign(manifest.clone())?;
         let certificates = world.certificates(&signed)?;
         let full = s.full_nodes();
+        let probe = match &world.probe_text {
+            Some(text) => Some(crate::model::SharedProbe::new(&world.base, text)?),
+            None => None,
+        };
         let nodes = (0..full)
             .map(|i| {
-                let c = world.community(&signed, &certificates)?;
+                let mut c = world.community(&signed, &certificates)?;
+                if let Some(p) = &probe {
+                    c = c.with_probe(Box::new(p.clone()));
+                }
                 Ok(if privacy.distributed() {
                     let engine = Engine::new(world.members[i].id(), world.secret(i));
                     c.with_secure_aggregation(Box::new(engine))

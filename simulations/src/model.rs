@@ -167,27 +167,7 @@ impl Base {
     }
 
     fn permute(&self, values: &[f32], inverse: bool) -> Vec<f32> {
-        let mut out = vec![0.0f32; values.len()];
-        let mut at = 0;
-        for &(r, c) in &self.dims {
-            let n = r * c;
-            if at + n > values.len() {
-                break;
-            }
-            let (src, dst) = (&values[at..at + n], &mut out[at..at + n]);
-            // Model [r, c] at (i, j) ↔ wire [c, r] at (j, i).
-            for i in 0..r {
-                for j in 0..c {
-                    if inverse {
-                        dst[i * c + j] = src[j * r + i];
-                    } else {
-                        dst[j * r + i] = src[i * c + j];
-                    }
-                }
-            }
-            at += n;
-        }
-        out
+        permute(&self.dims, values, inverse)
     }
 
     fn weights(&self, b: &[f32]) -> Result<AdapterWeights> {
@@ -260,6 +240,101 @@ impl Evaluator {
     /// `window` tokens (as [`hearth_models::evaluate`] does), batched.
     pub fn evaluate(&self, streams: &[&[u32]], window: usize) -> Result<Vec<Eval>> {
         evaluate_streams(&self.model, streams, window)
+    }
+}
+
+/// Model layout ↔ wire layout of the flattened `B`s whose model shapes are `dims`.
+fn permute(dims: &[(usize, usize)], values: &[f32], inverse: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    let mut at = 0;
+    for &(r, c) in dims {
+        let n = r * c;
+        if at + n > values.len() {
+            break;
+        }
+        let (src, dst) = (&values[at..at + n], &mut out[at..at + n]);
+        // Model [r, c] at (i, j) ↔ wire [c, r] at (j, i).
+        for i in 0..r {
+            for j in 0..c {
+                if inverse {
+                    dst[i * c + j] = src[j * r + i];
+                } else {
+                    dst[j * r + i] = src[i * c + j];
+                }
+            }
+        }
+        at += n;
+    }
+    out
+}
+
+/// The community probe-set evaluator of an arm's nodes ([`hearth_federation::Probe`]): the base
+/// with a candidate adapter on the probe text's bytes, in windows of
+/// [`PROBE_WINDOW_TOKENS`](hearth_protocol::PROBE_WINDOW_TOKENS) (or the context, if shorter).
+/// One evaluator serves every full node of the arm, remembering the loss of each adapter it
+/// has evaluated: the nodes ask about the same candidates, and the loss is a function of the
+/// adapter, so one evaluation answers them all.
+#[derive(Debug, Clone)]
+pub struct SharedProbe {
+    inner: std::sync::Arc<std::sync::Mutex<ProbeInner>>,
+}
+
+#[derive(Debug)]
+struct ProbeInner {
+    evaluator: Evaluator,
+    dims: Vec<(usize, usize)>,
+    tokens: Vec<u32>,
+    window: usize,
+    seen: std::collections::HashMap<Hash32, f64>,
+}
+
+/// Adapters whose probe loss is remembered (older ones are forgotten all at once).
+const PROBE_MEMORY: usize = 256;
+
+impl SharedProbe {
+    /// The evaluator of `text` over `base`.
+    pub fn new(base: &Base, text: &str) -> Result<Self> {
+        let evaluator = base.evaluator()?;
+        let window = hearth_protocol::PROBE_WINDOW_TOKENS.min(evaluator.model.config().max_seq_len);
+        Ok(SharedProbe {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(ProbeInner {
+                evaluator,
+                dims: base.dims.clone(),
+                tokens: text.bytes().map(u32::from).collect(),
+                window,
+                seen: std::collections::HashMap::new(),
+            })),
+        })
+    }
+}
+
+impl hearth_federation::Probe for SharedProbe {
+    fn loss(&self, adapter: &hearth_federation::Adapter) -> std::result::Result<f64, String> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| "the probe evaluator panicked earlier".to_string())?;
+        let inner = &mut *guard;
+        let version = adapter.version();
+        if let Some(&loss) = inner.seen.get(&version) {
+            return Ok(loss);
+        }
+        let b = permute(&inner.dims, &adapter.to_flat(), true);
+        inner.evaluator.set(&b).map_err(|e| e.to_string())?;
+        let mut total = Eval::default();
+        for e in inner
+            .evaluator
+            .evaluate(&[&inner.tokens], inner.window)
+            .map_err(|e| e.to_string())?
+        {
+            total.add(e);
+        }
+        let loss = total.mean_nll();
+        if inner.seen.len() >= PROBE_MEMORY {
+            inner.seen.clear();
+        }
+        inner.seen.insert(version, loss);
+        Ok(loss)
     }
 }
 

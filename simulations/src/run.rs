@@ -80,7 +80,8 @@ pub fn run(scenario: &Scenario, out: &Path, observer: &mut dyn Observer) -> Resu
         BaseKind::Random => Base::random(s)?,
         BaseKind::Pretrained => pretrain::base(s, &corpus, out)?,
     };
-    let world = World::new(s, base, clients, trace)?;
+    let probe_text = data::probe_text(s, &corpus)?;
+    let world = World::new(s, base, clients, trace, probe_text)?;
     let mut evaluator = world.base.evaluator()?;
     let mut sink = Sink::create(out)?;
     let text = toml::to_string(s).unwrap_or_default();

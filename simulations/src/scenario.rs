@@ -394,6 +394,8 @@ pub struct AggregationSpec {
     pub server_lr: f64,
     /// FedAvgM momentum. Default 0.9.
     pub momentum: f64,
+    /// The community probe set (the manifest's `aggregation.probe`). Default off.
+    pub probe: ProbeSpec,
 }
 
 impl Default for AggregationSpec {
@@ -404,6 +406,33 @@ impl Default for AggregationSpec {
             optimizer: OptimizerSpec::None,
             server_lr: 1.0,
             momentum: 0.9,
+            probe: ProbeSpec::default(),
+        }
+    }
+}
+
+/// The community probe set: the opening bytes of a play no member holds (it is kept out of the
+/// members' data), on which every node evaluates each candidate version before applying it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// Whether the community has a probe set. Default false.
+    pub enabled: bool,
+    /// The play (file stem) the text comes from. Default `a-winter-s-tale`.
+    pub play: String,
+    /// Bytes of its speeches used, `2..=16384` (the manifest's limit). Default 2048.
+    pub bytes: usize,
+    /// Largest rise of the probe loss a round may cause, nats per byte. Default 0.02.
+    pub max_increase: f64,
+}
+
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec {
+            enabled: false,
+            play: "a-winter-s-tale".into(),
+            bytes: 2048,
+            max_increase: 0.02,
         }
     }
 }
@@ -838,6 +867,30 @@ impl Scenario {
             ));
         }
         positive("aggregation.server_lr", a.server_lr)?;
+        if a.probe.enabled {
+            let max = hearth_protocol::MAX_PROBE_BYTES as usize;
+            if !(2..=max).contains(&a.probe.bytes) {
+                return Err(Error::scenario(
+                    "aggregation.probe.bytes",
+                    format!("{} is outside [2, {max}]", a.probe.bytes),
+                ));
+            }
+            let top = hearth_protocol::MAX_PROBE_INCREASE;
+            if !(a.probe.max_increase > 0.0 && a.probe.max_increase <= top) {
+                return Err(Error::scenario(
+                    "aggregation.probe.max_increase",
+                    format!("{} is outside (0, {top}]", a.probe.max_increase),
+                ));
+            }
+            if self.model.base == BaseKind::Pretrained
+                && self.model.pretrain.plays.contains(&a.probe.play)
+            {
+                return Err(Error::scenario(
+                    "aggregation.probe.play",
+                    format!("{:?} is a pre-training play", a.probe.play),
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&a.momentum) {
             return Err(Error::scenario(
                 "aggregation.momentum",

@@ -4,7 +4,7 @@
 use hearth_federation::{Adapter, Community, Config, State};
 use hearth_protocol::{
     Aggregation, BaseModel, Certificate, Keypair, Limits, Manifest, MemberId, Period, Privacy,
-    PrivacyMode, Role, Rule, Schedule, ServerOptimizer, Signed,
+    PrivacyMode, ProbeSet, Role, Rule, Schedule, ServerOptimizer, Signed,
 };
 
 use crate::data::Client;
@@ -59,6 +59,8 @@ pub struct World {
     pub evaluated: Vec<usize>,
     /// The churn trace (empty without `churn.trace`).
     pub trace: Trace,
+    /// The community probe text (`aggregation.probe`), if any.
+    pub probe_text: Option<String>,
     admin: Keypair,
 }
 
@@ -69,6 +71,7 @@ impl World {
         base: Base,
         clients: Vec<Client>,
         trace: Trace,
+        probe_text: Option<String>,
     ) -> Result<Self> {
         let s = scenario;
         if clients.len() != s.members {
@@ -119,6 +122,7 @@ impl World {
             members,
             evaluated,
             trace,
+            probe_text,
             admin: key(s.seed, 0),
         })
     }
@@ -169,6 +173,10 @@ impl World {
             aggregation: Aggregation {
                 rule,
                 optimizer,
+                probe: self.probe_text.as_ref().map(|text| ProbeSet {
+                    text: text.clone(),
+                    max_increase: a.probe.max_increase,
+                }),
                 ..Aggregation::default()
             },
             schedule: Schedule {

@@ -303,3 +303,45 @@ fn real_libp2p_nodes_reach_the_same_versions_as_the_memory_network() {
         );
     }
 }
+
+#[test]
+fn a_probe_set_stops_sign_flippers_that_dp_noise_lets_through() {
+    // Local DP at σ = 1: each delta is admitted up to the honest noise norm, which a sign
+    // flipper spends on the negated update; the mean follows it. With the community probe set
+    // on, the poisoned rounds are refused and the model stays near the clean run.
+    let Some(plays) = plays() else { return };
+    let run_with = |attack: &str, probe: bool, name: &str, dir: &Path| {
+        let s = scenario(
+            &plays,
+            "seed = 11\nrounds = 3\nmembers = 10\narms = ['federated_dp']",
+            &format!(
+                "[privacy]\nmode = 'local'\nnoise_multiplier = 1.0\n\
+                 [aggregation]\nrule = 'mean'\n\
+                 [aggregation.probe]\nenabled = {probe}\nmax_increase = 0.02\n{attack}"
+            ),
+        );
+        let r = run(&s, &dir.join(name), &mut Quiet).unwrap();
+        let base = r.base().and_then(|b| b.loss).unwrap();
+        (base, loss(&r, Arm::FederatedDp))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let attack = "[attack]\nfraction = 0.3\nkind = 'sign_flip'\n";
+    let (base, clean) = run_with("", false, "clean", dir.path());
+    let (_, attacked) = run_with(attack, false, "attacked", dir.path());
+    let (_, probed) = run_with(attack, true, "probed", dir.path());
+    eprintln!("base {base}, clean {clean}, attacked {attacked}, attacked with probe {probed}");
+    assert!(
+        attacked > clean + 0.1,
+        "the attack should hurt: {attacked} vs clean {clean}"
+    );
+    // The poisoned rounds are refused: the model stays at the base (it does not learn either,
+    // while a third of the members poison every round) instead of following the attackers.
+    assert!(
+        probed < base + 0.02 && probed < attacked - 0.05,
+        "with the probe set: {probed} (base {base}, attacked {attacked})"
+    );
+    assert!(
+        probed <= clean * 1.1,
+        "with the probe set within 10 % of clean: {probed} vs {clean}"
+    );
+}

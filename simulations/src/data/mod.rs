@@ -202,11 +202,43 @@ pub fn clients(scenario: &Scenario, corpus: &Corpus) -> Result<Vec<Client>> {
     if scenario.model.base == crate::scenario::BaseKind::Pretrained {
         exclude.extend(scenario.model.pretrain.plays.iter().cloned());
     }
+    if scenario.aggregation.probe.enabled {
+        exclude.push(scenario.aggregation.probe.play.clone());
+    }
     let corpus = corpus.without(&exclude);
     match scenario.data.source {
         DataSource::Shakespeare => leaf::clients(&corpus, scenario),
         DataSource::Dirichlet => dirichlet::clients(&corpus, scenario),
     }
+}
+
+/// The community probe text: the opening `aggregation.probe.bytes` bytes of the probe play's
+/// speeches (cut at a character boundary), or `None` without a probe set.
+pub fn probe_text(scenario: &Scenario, corpus: &Corpus) -> Result<Option<String>> {
+    let p = &scenario.aggregation.probe;
+    if !p.enabled {
+        return Ok(None);
+    }
+    let play = corpus.only(std::slice::from_ref(&p.play))?;
+    let mut text = String::new();
+    for (_, speech) in &play.plays[0].speeches {
+        text.push_str(speech);
+        text.push_str("\n\n");
+        if text.len() >= p.bytes {
+            break;
+        }
+    }
+    let mut end = p.bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    if text.len() < 2 {
+        return Err(Error::Data {
+            reason: format!("the probe play {:?} has no text", p.play),
+        });
+    }
+    Ok(Some(text))
 }
 
 #[cfg(test)]
