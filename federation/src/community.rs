@@ -65,8 +65,8 @@ pub struct Community {
     pending: Vec<Output>,
     secagg: Option<Box<dyn SecureAggregator>>,
     probe: Option<Box<dyn Probe>>,
-    /// The probe loss of the last parent checked, by version (a round's parent is checked once).
-    probe_parent: std::sync::Mutex<Option<(Hash32, f64)>>,
+    /// The probe check's memory and counts.
+    probe_state: ProbeState,
 }
 
 impl Community {
@@ -93,7 +93,7 @@ impl Community {
             pending: Vec::new(),
             secagg: None,
             probe: None,
-            probe_parent: std::sync::Mutex::new(None),
+            probe_state: ProbeState::default(),
         })
     }
 
@@ -350,6 +350,16 @@ impl Community {
         engine.calibration(&open.info, me)
     }
 
+    /// Candidate versions the probe check has judged, and how many of them it refused (both 0
+    /// without a probe set in the manifest).
+    pub fn probe_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.probe_state.checked.load(Relaxed),
+            self.probe_state.refused.load(Relaxed),
+        )
+    }
+
     /// Secure-aggregation groups left out of the last closed secure round, with why (for the
     /// log; the round used the others).
     pub fn excluded_groups(&self) -> Vec<String> {
@@ -432,7 +442,7 @@ impl Community {
             probe_check(
                 &self.manifest,
                 self.probe.as_deref(),
-                &self.probe_parent,
+                &self.probe_state,
                 &round.parent_state,
                 &state,
             )
@@ -476,10 +486,38 @@ impl Community {
     }
 }
 
+/// What the probe check remembers (the last parent's loss: a round's parent is evaluated once)
+/// and counts. Behind a lock and atomics: the check also runs from `&self` verification.
+#[derive(Debug, Default)]
+pub(crate) struct ProbeState {
+    parent: std::sync::Mutex<Option<(Hash32, f64)>>,
+    checked: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
 /// The manifest's probe-set check of `candidate` over `parent` (`Ok` when the manifest has no
 /// probe set): refused if the candidate's probe loss is not finite or exceeds the parent's by
 /// more than `max_increase`, or if no evaluator is installed.
 pub(crate) fn probe_check(
+    manifest: &Manifest,
+    probe: Option<&dyn Probe>,
+    state: &ProbeState,
+    parent: &State,
+    candidate: &State,
+) -> Result<(), String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if manifest.aggregation.probe.is_none() {
+        return Ok(());
+    }
+    state.checked.fetch_add(1, Relaxed);
+    let verdict = probe_verdict(manifest, probe, &state.parent, parent, candidate);
+    if verdict.is_err() {
+        state.refused.fetch_add(1, Relaxed);
+    }
+    verdict
+}
+
+fn probe_verdict(
     manifest: &Manifest,
     probe: Option<&dyn Probe>,
     cache: &std::sync::Mutex<Option<(Hash32, f64)>>,

@@ -221,6 +221,19 @@ pub fn community_with_groups(
     mode: PrivacyMode,
     min_group_size: u32,
 ) -> (Vec<Member>, Signed<Manifest>) {
+    community_with(root, n, model_sha, mode, |m| {
+        m.aggregation.min_group_size = min_group_size;
+    })
+}
+
+/// [`community`] with its manifest changed by `edit` before the admin signs it.
+pub fn community_with(
+    root: &Path,
+    n: usize,
+    model_sha: Hash32,
+    mode: PrivacyMode,
+    edit: impl FnOnce(&mut Manifest),
+) -> (Vec<Member>, Signed<Manifest>) {
     let mut members = Vec::new();
     let mut homes = Vec::new();
     for i in 0..n {
@@ -241,7 +254,7 @@ pub fn community_with_groups(
     }
     let created = unix_now(); // round 1 starts one period from now
     let mut body = manifest(&homes[0], model_sha, created, mode).body;
-    body.aggregation.min_group_size = min_group_size;
+    edit(&mut body);
     let manifest = Signed::sign(body, &homes[0].key).unwrap();
     let community = manifest.verify().unwrap();
     let certs: Vec<_> = homes

@@ -14,7 +14,8 @@ use hearth_node::network::{self, NetConfig, Topic};
 use hearth_protocol::{Envelope, Hash32, Keypair, Manifest, Payload, PrivacyMode, Stamp};
 
 use crate::community::{
-    Member, PERIOD, SECURE_PERIOD, captured, community, community_with_groups, tiny_model,
+    Member, PERIOD, SECURE_PERIOD, captured, community, community_with, community_with_groups,
+    tiny_model,
 };
 
 fn rejected(s: &Summary, reason: &str) -> u64 {
@@ -138,6 +139,52 @@ async fn three_nodes_run_rounds_agree_and_leak_nothing() {
             .to_string()
     );
     assert_nothing_private_left(&members, &personal);
+}
+
+/// A community with a probe set: every node loads the base model for the probe check,
+/// judges each candidate version on the text before applying it, and counts it; with the
+/// largest tolerance nothing is refused and the nodes agree as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_judge_every_version_on_the_probe_set() {
+    let root = tempfile::tempdir().unwrap();
+    let (model, sha) = tiny_model(root.path());
+    let (members, manifest) = community_with(root.path(), 3, sha, PrivacyMode::Local, |m| {
+        m.aggregation.probe = Some(hearth_protocol::ProbeSet {
+            text: "Now is the winter of our discontent made glorious summer by this sun of York. "
+                .repeat(6),
+            max_increase: hearth_protocol::MAX_PROBE_INCREASE,
+        });
+    });
+    assert!(manifest.body.aggregation.probe.is_some());
+    let rounds = 2;
+    let boot = vec![members[0].addr()];
+    let tasks: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let b = if i == 0 { vec![] } else { boot.clone() };
+            tokio::spawn(run(m.options(&model, b, rounds), std::future::pending()))
+        })
+        .collect();
+    let mut summaries = Vec::new();
+    for t in tasks {
+        summaries.push(t.await.unwrap().unwrap());
+    }
+    for s in &summaries {
+        eprintln!("{s:?}");
+        assert_eq!(s.head_round, rounds, "{s:?}");
+        assert!(s.probe_checked >= rounds, "{s:?}");
+        assert_eq!(s.probe_refused, 0, "{s:?}");
+        assert_eq!(s.rounds_failed, 0, "{s:?}");
+    }
+    let versions: HashSet<&str> = summaries.iter().map(|s| s.head_version.as_str()).collect();
+    assert_eq!(versions.len(), 1, "nodes disagree: {versions:?}");
+    assert_ne!(
+        summaries[0].head_version,
+        hearth_node::bridge::genesis(&manifest.body.lora)
+            .version()
+            .to_string()
+    );
 }
 
 fn manifest_of(m: &Member) -> Manifest {

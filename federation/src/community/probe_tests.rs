@@ -93,6 +93,7 @@ fn honest_rounds_pass_the_probe_and_poisoned_ones_are_refused() {
     );
     assert_ne!(node.head().version(), genesis);
     assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(node.probe_counts(), (1, 0));
 
     // Two of five flip: every rule's aggregate leans against the direction; refused, and the
     // head stays where it was.
@@ -109,6 +110,7 @@ fn honest_rounds_pass_the_probe_and_poisoned_ones_are_refused() {
         })
         .unwrap_or_else(|| panic!("expected a probe refusal, got {out:?}"));
     assert!(reason.contains("more than the 0.01 allowed"), "{reason}");
+    assert_eq!(node.probe_counts(), (1, 1));
     assert_eq!(node.head().version(), genesis);
     assert_eq!(node.head_round(), 0);
 

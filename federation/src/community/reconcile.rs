@@ -104,7 +104,7 @@ impl Community {
         probe_check(
             &self.manifest,
             self.probe.as_deref(),
-            &self.probe_parent,
+            &self.probe_state,
             parent,
             &state,
         )
@@ -230,7 +230,7 @@ impl Community {
         if probe_check(
             &self.manifest,
             self.probe.as_deref(),
-            &self.probe_parent,
+            &self.probe_state,
             &round.parent_state,
             &state,
         )

@@ -172,7 +172,7 @@ impl Community {
         probe_check(
             &self.manifest,
             self.probe.as_deref(),
-            &self.probe_parent,
+            &self.probe_state,
             parent,
             &state,
         )

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub rounds_adopted: AtomicU64,
     /// Rounds that closed without an update (counter).
     pub rounds_failed: AtomicU64,
+    /// Candidate versions judged by the community's probe check (counter).
+    pub probe_checked: AtomicU64,
+    /// Candidate versions the probe check refused (counter).
+    pub probe_refused: AtomicU64,
     /// Deltas this node published (counter).
     pub contributions: AtomicU64,
     /// Deltas from peers accepted (counter).
@@ -149,6 +153,16 @@ impl Metrics {
                 "hearth_rounds_failed_total",
                 "Rounds that closed without an update.",
                 load(&self.rounds_failed),
+            ),
+            (
+                "hearth_probe_checked_total",
+                "Candidate versions judged by the community's probe check.",
+                load(&self.probe_checked),
+            ),
+            (
+                "hearth_probe_refused_total",
+                "Candidate versions the probe check refused (not applied).",
+                load(&self.probe_refused),
             ),
             (
                 "hearth_contributions_total",

@@ -1341,6 +1341,7 @@ impl Node {
         self.summary.bytes_sent = load(&stats.gossip_bytes_sent) + load(&stats.sync_bytes_sent);
         self.summary.bytes_received =
             load(&stats.gossip_bytes_received) + load(&stats.sync_bytes_received);
+        (self.summary.probe_checked, self.summary.probe_refused) = self.community.probe_counts();
         let counters = self.community.counters();
         self.summary.accepted = counters.accepted();
         self.summary.rejected = counters

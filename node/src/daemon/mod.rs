@@ -98,6 +98,13 @@ pub struct Summary {
     /// Times this node left its chain for a preferred fork (docs/PROTOCOL.md §14.8).
     #[serde(default)]
     pub forks_left: u64,
+    /// Candidate versions judged by the community's probe check (docs/PROTOCOL.md §14.9).
+    #[serde(default)]
+    pub probe_checked: u64,
+    /// Of those, refused (the round closed without an update, or the peer's version was not
+    /// taken).
+    #[serde(default)]
+    pub probe_refused: u64,
     /// Deltas this node published.
     pub contributions: u64,
     /// zCDP ρ spent in total.

@@ -101,6 +101,8 @@ impl Serving {
         set(&m.rounds_closed, summary.rounds_closed);
         set(&m.rounds_adopted, summary.rounds_adopted);
         set(&m.rounds_failed, summary.rounds_failed);
+        set(&m.probe_checked, summary.probe_checked);
+        set(&m.probe_refused, summary.probe_refused);
         set(&m.contributions, summary.contributions);
         set(&m.deltas_accepted, summary.accepted);
         set(&m.bytes_sent, summary.bytes_sent);
