@@ -54,9 +54,26 @@ pub enum Error {
     /// RocksDB failed.
     #[error("store: {0}")]
     Db(#[from] rocksdb::Error),
-    /// A write failed earlier; the store refuses further writes until reopened.
-    #[error("the store is poisoned by an earlier failed write; restart the node")]
-    Poisoned,
+    /// The disk holding the store is full, or has less free space than the store keeps free
+    /// (`store::Reserve`): the write or open was refused or failed, and nothing of it was kept.
+    #[error("disk full at {}: {reason}", path.display())]
+    DiskFull {
+        /// The store.
+        path: PathBuf,
+        /// How much was free and needed, or RocksDB's error.
+        reason: String,
+    },
+    /// A write failed or was refused earlier; the store refuses further writes until reopened.
+    #[error("the store refuses writes since an earlier write failed ({0}); restart the node")]
+    Poisoned(String),
+    /// Reading the store's folder or its disk's free space failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// What was read.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The operating system's random source failed.
     #[error("random source: {0}")]
     Random(String),

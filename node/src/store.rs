@@ -16,12 +16,18 @@
 //!
 //! Every write is synced before it returns, so what was acknowledged survives a crash; multi-key
 //! updates go through one [`Batch`], which RocksDB applies atomically.
+//!
+//! A full disk is an error, never an abort: the store refuses to open or write while its disk has
+//! less free space than [`Reserve`] keeps ([`Error::DiskFull`]), and a write that still meets a full
+//! disk returns that error too; after either, the store refuses writes until reopened
+//! ([`Error::Poisoned`]). What was acknowledged before stays (see `space` and the tests).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, LogLevel, Options, WriteBatch,
+    WriteOptions,
 };
 use zeroize::Zeroizing;
 
@@ -85,12 +91,18 @@ impl Cf {
     }
 }
 
+mod space;
+
+pub use space::{DEFAULT_FLOOR, Reserve, Space, free_space, store_size};
+
 /// The open store.
 pub struct Store {
     db: DB,
     path: PathBuf,
     key: SealKey,
-    poisoned: AtomicBool,
+    reserve: Reserve,
+    /// The first failed or refused write: set once, the store refuses writes from then on.
+    poisoned: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -106,14 +118,43 @@ fn db_options(create: bool) -> Options {
     opts.create_if_missing(create);
     opts.create_missing_column_families(create);
     opts.set_paranoid_checks(true);
+    // RocksDB's own `LOG` keeps only its header (the options in force). Debian's librocksdb is
+    // built with assertions on and aborts the process when it appends to a log file whose earlier
+    // write failed, which is what its error handler does on a full disk (see `space`).
+    opts.set_log_level(LogLevel::Header);
+    opts.set_stats_dump_period_sec(0);
     opts
 }
 
-fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+fn descriptors(tuning: Tuning) -> Vec<ColumnFamilyDescriptor> {
     Cf::ALL
         .iter()
-        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()))
+        .map(|cf| {
+            let mut opts = Options::default();
+            if let Some(bytes) = tuning.write_buffer {
+                opts.set_write_buffer_size(bytes);
+            }
+            ColumnFamilyDescriptor::new(cf.name(), opts)
+        })
         .collect()
+}
+
+/// RocksDB settings the tests change (memtables small enough to flush on a small disk).
+#[derive(Debug, Clone, Copy, Default)]
+struct Tuning {
+    write_buffer: Option<usize>,
+}
+
+/// A RocksDB error, as [`Error::DiskFull`] when the disk was full.
+fn db_error(path: &Path, e: rocksdb::Error) -> Error {
+    if e.to_string().contains("No space left on device") {
+        Error::DiskFull {
+            path: path.to_path_buf(),
+            reason: format!("{e}; free some space"),
+        }
+    } else {
+        Error::Db(e)
+    }
 }
 
 fn context(cf: Cf, key: &[u8]) -> Vec<u8> {
@@ -125,20 +166,38 @@ fn context(cf: Cf, key: &[u8]) -> Vec<u8> {
 }
 
 impl Store {
-    /// Creates a new store at `path`, sealed with `unlock`. Fails if one exists there.
+    /// Creates a new store at `path`, sealed with `unlock`, keeping the default [`Reserve`].
+    /// Fails if one exists there.
     pub fn create(path: &Path, unlock: &Unlock) -> Result<Self> {
+        Self::create_with(path, unlock, Reserve::default())
+    }
+
+    /// [`Store::create`] keeping `reserve` free on the disk.
+    pub fn create_with(path: &Path, unlock: &Unlock, reserve: Reserve) -> Result<Self> {
+        Self::create_tuned(path, unlock, reserve, Tuning::default())
+    }
+
+    fn create_tuned(
+        path: &Path,
+        unlock: &Unlock,
+        reserve: Reserve,
+        tuning: Tuning,
+    ) -> Result<Self> {
         if path.join("CURRENT").exists() {
             return Err(Error::AlreadyInitialized(path.to_path_buf()));
         }
         // The key file must be valid before anything is written.
         let kdf = KdfParams::new_random()?;
         let key = SealKey::derive(unlock, &kdf)?;
-        let db = DB::open_cf_descriptors(&db_options(true), path, descriptors())?;
+        space::check(path, reserve)?;
+        let db = DB::open_cf_descriptors(&db_options(true), path, descriptors(tuning))
+            .map_err(|e| db_error(path, e))?;
         let store = Self {
             db,
             path: path.to_path_buf(),
             key,
-            poisoned: AtomicBool::new(false),
+            reserve,
+            poisoned: OnceLock::new(),
         };
         let mut batch = store.batch();
         batch.put(Cf::Meta, META_KDF, &cbor(&kdf)?);
@@ -154,12 +213,24 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the store at `path` with `unlock`.
+    /// Opens the store at `path` with `unlock`, keeping the default [`Reserve`].
     pub fn open(path: &Path, unlock: &Unlock) -> Result<Self> {
+        Self::open_with(path, unlock, Reserve::default())
+    }
+
+    /// [`Store::open`] keeping `reserve` free on the disk: refused with [`Error::DiskFull`] while
+    /// the disk has less (opening writes too: RocksDB replays its log into a table file).
+    pub fn open_with(path: &Path, unlock: &Unlock, reserve: Reserve) -> Result<Self> {
+        Self::open_tuned(path, unlock, reserve, Tuning::default())
+    }
+
+    fn open_tuned(path: &Path, unlock: &Unlock, reserve: Reserve, tuning: Tuning) -> Result<Self> {
         if !path.join("CURRENT").exists() {
             return Err(Error::NotInitialized(path.to_path_buf()));
         }
-        let db = DB::open_cf_descriptors(&db_options(false), path, descriptors())?;
+        space::check(path, reserve)?;
+        let db = DB::open_cf_descriptors(&db_options(false), path, descriptors(tuning))
+            .map_err(|e| db_error(path, e))?;
         let meta = db.cf_handle(Cf::Meta.name()).ok_or(Error::Corrupt {
             cf: "meta",
             reason: "missing".into(),
@@ -197,13 +268,28 @@ impl Store {
             db,
             path: path.to_path_buf(),
             key,
-            poisoned: AtomicBool::new(false),
+            reserve,
+            poisoned: OnceLock::new(),
         })
     }
 
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The free space this store keeps on its disk.
+    pub fn reserve(&self) -> Reserve {
+        self.reserve
+    }
+
+    /// Fails with [`Error::Poisoned`] (carrying the first failure) once a write failed or was
+    /// refused: a long-running caller stops on it instead of going on without its writes.
+    pub fn check_writable(&self) -> Result<()> {
+        match self.poisoned.get() {
+            Some(cause) => Err(Error::Poisoned(cause.clone())),
+            None => Ok(()),
+        }
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
@@ -271,12 +357,13 @@ impl Store {
         }
     }
 
-    /// Applies a batch atomically and syncs it. After a failure the store is poisoned: every later
-    /// write fails until the store is reopened, so nothing is written on top of a half-known state.
+    /// Applies a batch atomically and syncs it. It is refused with [`Error::DiskFull`] while the
+    /// disk has less free space than the store's [`Reserve`]. After a failed or refused write the
+    /// store is poisoned: every later write fails with [`Error::Poisoned`] until the store is
+    /// reopened, so nothing is written on top of a half-known state (a caller that went on after
+    /// a refused batch would store later ones without it).
     pub fn write(&self, batch: Batch<'_>) -> Result<()> {
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Poisoned);
-        }
+        self.check_writable()?;
         let mut wb = WriteBatch::default();
         for op in batch.ops {
             match op {
@@ -286,10 +373,15 @@ impl Store {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db
-            .write_opt(wb, &opts)
-            .inspect_err(|_| self.poisoned.store(true, Ordering::SeqCst))?;
-        Ok(())
+        space::check(&self.path, self.reserve)
+            .and_then(|()| {
+                self.db
+                    .write_opt(wb, &opts)
+                    .map_err(|e| db_error(&self.path, e))
+            })
+            .inspect_err(|e| {
+                let _ = self.poisoned.set(e.to_string());
+            })
     }
 }
 
@@ -349,5 +441,7 @@ fn decode<T: serde::de::DeserializeOwned>(cf: Cf, bytes: &[u8]) -> Result<T> {
     })
 }
 
+#[cfg(test)]
+mod full_disk_tests;
 #[cfg(test)]
 mod tests;
