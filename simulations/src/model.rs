@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use hearth_models::{AdapterWeights, Eval, Llama, LlamaConfig, LoraConfig, Target};
 use hearth_protocol::{Hash32, LoraShape};
-use hearth_training::data::{ByteEncoder, Dataset};
+use hearth_training::data::{ByteEncoder, Dataset, Encode};
 use hearth_training::{Schedule, TrainConfig, Trainer, train_community};
 
 use crate::error::{Error, Result};
@@ -76,6 +76,8 @@ pub struct Base {
     /// `(rows, cols)` of each `B` in the model's layout, in flattening order.
     dims: Vec<(usize, usize)>,
     id: Hash32,
+    /// The model's own tokenizer (a `gguf` base); `None`: bytes ([`ByteEncoder`]).
+    tokenizer: Option<hearth_models::Tokenizer>,
 }
 
 impl Base {
@@ -128,7 +130,32 @@ impl Base {
             shape,
             dims,
             id,
+            tokenizer: None,
         })
+    }
+
+    /// A real model file (`model.path`, or the node's default model) with its tokenizer, its
+    /// context capped at `model.context`; its id is the file's SHA-256, as a manifest pins it.
+    pub fn gguf(scenario: &Scenario) -> Result<Self> {
+        let path = hearth_node::model::resolve_model_path(scenario.model.path.as_deref())
+            .map_err(|e| Error::run(format!("{e:#}")))?;
+        let (model, tokenizer, id) = hearth_node::model::load_base(
+            &path,
+            scenario.model.context,
+            &Device::flex().autodiff(),
+        )
+        .map_err(|e| Error::run(format!("loading {}: {e:#}", path.display())))?;
+        let mut base = Self::new(model, id, scenario)?;
+        base.tokenizer = Some(tokenizer);
+        Ok(base)
+    }
+
+    /// How text becomes tokens for this base: its tokenizer, or bytes.
+    pub fn encoder(&self) -> &dyn Encode {
+        match &self.tokenizer {
+            Some(t) => t,
+            None => &ByteEncoder,
+        }
     }
 
     /// A seeded random base (`Llama::init_random`).
@@ -269,7 +296,7 @@ fn permute(dims: &[(usize, usize)], values: &[f32], inverse: bool) -> Vec<f32> {
 }
 
 /// The community probe-set evaluator of an arm's nodes ([`hearth_federation::Probe`]): the base
-/// with a candidate adapter on the probe text's bytes, in windows of
+/// with a candidate adapter on the probe text's tokens, in windows of
 /// [`PROBE_WINDOW_TOKENS`](hearth_protocol::PROBE_WINDOW_TOKENS) (or the context, if shorter).
 /// One evaluator serves every full node of the arm, remembering the loss of each adapter it
 /// has evaluated: the nodes ask about the same candidates, and the loss is a function of the
@@ -300,7 +327,7 @@ impl SharedProbe {
             inner: std::sync::Arc::new(std::sync::Mutex::new(ProbeInner {
                 evaluator,
                 dims: base.dims.clone(),
-                tokens: text.bytes().map(u32::from).collect(),
+                tokens: base.encoder().encode_text(text)?,
                 window,
                 seen: std::collections::HashMap::new(),
             })),

@@ -79,6 +79,7 @@ pub fn run(scenario: &Scenario, out: &Path, observer: &mut dyn Observer) -> Resu
     let base = match s.model.base {
         BaseKind::Random => Base::random(s)?,
         BaseKind::Pretrained => pretrain::base(s, &corpus, out)?,
+        BaseKind::Gguf => Base::gguf(s)?,
     };
     let probe_text = data::probe_text(s, &corpus)?;
     let world = World::new(s, base, clients, trace, probe_text)?;

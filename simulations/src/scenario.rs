@@ -184,6 +184,10 @@ pub enum BaseKind {
     Random,
     /// Random weights, then every weight trained on the plays of `model.pretrain.plays`.
     Pretrained,
+    /// A real model file (`model.path`: a `.gguf` file or a Hugging Face folder; default the
+    /// fetched SmolLM2-135M-Instruct), with its own tokenizer, for small cohorts. The
+    /// architecture fields (`layers`, `hidden`, ...) are the file's; `context` caps its context.
+    Gguf,
 }
 
 /// The base model (a tiny byte-level Llama) and the community adapter.
@@ -216,6 +220,10 @@ pub struct ModelSpec {
     pub ffa_seed: u64,
     /// Pre-training of a `pretrained` base.
     pub pretrain: PretrainSpec,
+    /// The model file of a `gguf` base (relative paths are relative to the scenario file).
+    /// Default: the node's default model (`$HEARTH_MODEL`, else
+    /// `SmolLM2-135M-Instruct.Q4_1.gguf` in `$HEARTH_ASSETS` or `assets/`).
+    pub path: Option<PathBuf>,
 }
 
 impl Default for ModelSpec {
@@ -234,6 +242,7 @@ impl Default for ModelSpec {
             targets: vec![Target::Q, Target::V],
             ffa_seed: 7,
             pretrain: PretrainSpec::default(),
+            path: None,
         }
     }
 }
@@ -654,6 +663,7 @@ impl Scenario {
         for p in [
             &mut self.data.plays_dir,
             &mut self.model.pretrain.cache_dir,
+            &mut self.model.path,
             &mut self.churn.trace,
         ]
         .into_iter()
@@ -804,6 +814,12 @@ impl Scenario {
                     format!("{} is listed twice", t.name()),
                 ));
             }
+        }
+        if m.path.is_some() && m.base != BaseKind::Gguf {
+            return Err(Error::scenario(
+                "model.path",
+                "only a `gguf` base is read from a file",
+            ));
         }
         if m.base == BaseKind::Pretrained {
             let p = &m.pretrain;

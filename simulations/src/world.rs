@@ -90,7 +90,7 @@ impl World {
         }
         let mut members = Vec::with_capacity(s.members);
         for (i, c) in clients.into_iter().enumerate() {
-            let data = c.dataset(s.data.max_train_chars)?;
+            let data = c.dataset(s.data.max_train_chars, base.encoder())?;
             if data.num_windows(s.training.seq_len) == 0 {
                 return Err(Error::Data {
                     reason: format!(

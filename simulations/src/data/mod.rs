@@ -7,7 +7,7 @@ pub mod leaf;
 
 use std::path::{Path, PathBuf};
 
-use hearth_training::data::{ByteEncoder, Dataset, shakespeare};
+use hearth_training::data::{Dataset, Encode, shakespeare};
 
 use crate::error::{Error, Result};
 use crate::scenario::{DataSource, Scenario};
@@ -156,8 +156,9 @@ impl Client {
         self.train.chars().count() + self.held_out.chars().count()
     }
 
-    /// The byte-level token streams, the training part cut to `max_train_chars` characters.
-    pub fn dataset(&self, max_train_chars: usize) -> Result<Dataset> {
+    /// The token streams (`encoder`: bytes for the tiny bases, the model's tokenizer for a real
+    /// one), the training part cut to `max_train_chars` characters.
+    pub fn dataset(&self, max_train_chars: usize, encoder: &dyn Encode) -> Result<Dataset> {
         let end = self
             .train
             .char_indices()
@@ -166,7 +167,7 @@ impl Client {
         Ok(Dataset::from_split_text(
             &self.train[..end],
             &self.held_out,
-            &ByteEncoder,
+            encoder,
         )?)
     }
 }

@@ -135,7 +135,7 @@ fn dirichlet_deals_every_member_its_speeches() {
 #[test]
 fn dataset_is_bytes_with_the_training_part_cut() {
     let c = Client::from_speeches("x".into(), &["héllo", "b", "c", "d", "e"]);
-    let d = c.dataset(3).unwrap();
+    let d = c.dataset(3, &hearth_training::data::ByteEncoder).unwrap();
     // "hél" is 4 bytes, then the end-of-text separator.
     assert_eq!(d.train(), &[104, 195, 169, 108, 258]);
     assert_eq!(d.held_out(), &[101, 258]);

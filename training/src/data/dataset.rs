@@ -137,7 +137,11 @@ impl Dataset {
     }
 
     /// Encodes a text already split in two (such as [`super::shakespeare::speaker_text`]).
-    pub fn from_split_text(train: &str, held_out: &str, encoder: &impl Encode) -> Result<Self> {
+    pub fn from_split_text(
+        train: &str,
+        held_out: &str,
+        encoder: &(impl Encode + ?Sized),
+    ) -> Result<Self> {
         let mut out = Self::default();
         let (t, h) = (encoder.encode_text(train)?, encoder.encode_text(held_out)?);
         out.push(&t, &h, encoder.separator());
