@@ -2,7 +2,7 @@
 //! evaluated on the manifest's probe text ([`hearth_protocol::ProbeSet`]).
 //!
 //! The text is tokenized with the base model's tokenizer and evaluated in consecutive windows
-//! of [`PROBE_WINDOW_TOKENS`](hearth_protocol::PROBE_WINDOW_TOKENS) tokens on the CPU, the same
+//! of [`PROBE_WINDOW_TOKENS`] tokens on the CPU, the same
 //! on every node of the community (same base model, same text, same windows), so that nodes
 //! reach the same verdict. The comparison with the parent and the tolerance are the federation
 //! crate's ([`hearth_federation::Probe`]).
