@@ -168,8 +168,9 @@ fn series(rows: &[RoundRow], arm: Arm, value: impl Fn(&RoundRow) -> Option<f64>)
     }
 }
 
-/// The figures of one run (see the module docs) into `dir`.
-pub fn arms(rows: &[RoundRow], dir: &Path, name: &str) -> Result<()> {
+/// The figures of one run (see the module docs) into `dir`; `unit` is what a token is
+/// (`byte`, or `token` for a model file's tokenizer).
+pub fn arms(rows: &[RoundRow], dir: &Path, name: &str, unit: &str) -> Result<()> {
     let mut arms: Vec<Arm> = rows.iter().map(|r| r.arm).collect();
     arms.dedup();
     let figure = |title: &str, y: &str, series: Vec<Series>| Figure {
@@ -181,7 +182,7 @@ pub fn arms(rows: &[RoundRow], dir: &Path, name: &str) -> Result<()> {
     let loss = arms.iter().map(|&a| series(rows, a, |r| r.loss)).collect();
     lines(
         &dir.join("loss.svg"),
-        &figure("held-out loss", "loss (nats/byte)", loss),
+        &figure("held-out loss", &format!("loss (nats/{unit})"), loss),
     )?;
     // DP noise at small scale can dwarf the other arms: they get a figure of their own.
     let others: Vec<Arm> = arms
@@ -196,7 +197,11 @@ pub fn arms(rows: &[RoundRow], dir: &Path, name: &str) -> Result<()> {
             .collect();
         lines(
             &dir.join("loss_without_dp.svg"),
-            &figure("held-out loss, arms without DP", "loss (nats/byte)", loss),
+            &figure(
+                "held-out loss, arms without DP",
+                &format!("loss (nats/{unit})"),
+                loss,
+            ),
         )?;
     }
     let acc = arms
@@ -205,7 +210,7 @@ pub fn arms(rows: &[RoundRow], dir: &Path, name: &str) -> Result<()> {
         .collect();
     lines(
         &dir.join("accuracy.svg"),
-        &figure("next-byte accuracy", "accuracy", acc),
+        &figure(&format!("next-{unit} accuracy"), "accuracy", acc),
     )?;
     if arms.contains(&Arm::FederatedDp) {
         let eps = series(rows, Arm::FederatedDp, |r| Some(r.epsilon));

@@ -133,7 +133,7 @@ pub fn run(scenario: &Scenario, out: &Path, observer: &mut dyn Observer) -> Resu
         }
     }
     sink.finish()?;
-    plot::arms(&sink.rounds, out, &s.name)?;
+    plot::arms(&sink.rounds, out, &s.name, s.model.unit())?;
     let report = Report {
         dir: out.to_path_buf(),
         rounds: sink.rounds.clone(),

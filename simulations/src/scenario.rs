@@ -226,6 +226,17 @@ pub struct ModelSpec {
     pub path: Option<PathBuf>,
 }
 
+impl ModelSpec {
+    /// What one token of this base is, for labels: `byte` (the tiny bases) or `token` (a model
+    /// file's tokenizer).
+    pub fn unit(&self) -> &'static str {
+        match self.base {
+            BaseKind::Gguf => "token",
+            BaseKind::Random | BaseKind::Pretrained => "byte",
+        }
+    }
+}
+
 impl Default for ModelSpec {
     fn default() -> Self {
         ModelSpec {

@@ -233,9 +233,13 @@ pub fn summarize(dir: &Path, title: &str, runs: &[(Variant, Report)]) -> Result<
     if let Some(x) = keys.first()
         && loss.iter().any(|s| !s.points.is_empty())
     {
+        let unit = runs
+            .first()
+            .map_or("byte", |(v, _)| v.scenario.model.unit());
+        let accuracy_title = format!("final next-{unit} accuracy");
         let mut figures = vec![
             ("sweep_loss.svg", "final held-out loss", loss),
-            ("sweep_accuracy.svg", "final next-byte accuracy", accuracy),
+            ("sweep_accuracy.svg", accuracy_title.as_str(), accuracy),
         ];
         if backdoor.iter().any(|s| !s.points.is_empty()) {
             figures.push((
