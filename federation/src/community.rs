@@ -350,6 +350,19 @@ impl Community {
         engine.calibration(&open.info, me)
     }
 
+    /// The probe check of a version being verified (catch-up): `ProbeRefused` if the community's
+    /// probe set refuses it.
+    fn check_probe(&self, round: u64, parent: &State, candidate: &State) -> Result<()> {
+        probe_check(
+            &self.manifest,
+            self.probe.as_deref(),
+            &self.probe_state,
+            parent,
+            candidate,
+        )
+        .map_err(|reason| Error::ProbeRefused { round, reason })
+    }
+
     /// Candidate versions the probe check has judged, and how many of them it refused (both 0
     /// without a probe set in the manifest).
     pub fn probe_counts(&self) -> (u64, u64) {

@@ -101,17 +101,7 @@ impl Community {
                 computed: record.version,
             });
         }
-        probe_check(
-            &self.manifest,
-            self.probe.as_deref(),
-            &self.probe_state,
-            parent,
-            &state,
-        )
-        .map_err(|reason| Error::ProbeRefused {
-            round: announcement.round,
-            reason,
-        })?;
+        self.check_probe(announcement.round, parent, &state)?;
         Ok((record, state))
     }
 

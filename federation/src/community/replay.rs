@@ -10,7 +10,7 @@
 
 use hearth_protocol::{Kind, Role, VersionAnnouncement, decode_untrusted};
 
-use super::{Community, probe_check, protocol_reason, usable_groups};
+use super::{Community, protocol_reason, usable_groups};
 use crate::adapter::State;
 use crate::chain::{VersionRecord, next_from_groups};
 use crate::clock::PhaseClock;
@@ -169,14 +169,7 @@ impl Community {
                 computed: record.version,
             });
         }
-        probe_check(
-            &self.manifest,
-            self.probe.as_deref(),
-            &self.probe_state,
-            parent,
-            &state,
-        )
-        .map_err(|reason| Error::ProbeRefused { round, reason })?;
+        self.check_probe(round, parent, &state)?;
         Ok((record, state))
     }
 }
