@@ -15,4 +15,4 @@ venv="${HEARTH_OPENAI_VENV:-${CARGO_TARGET_DIR:-$HEARTH_ROOT/target}/venv-openai
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import openai, prometheus_client" 2>/dev/null \
     || "$venv/bin/pip" install --quiet "openai==3.54.0" "prometheus-client==0.26.0"
-HEARTH_OPENAI_PYTHON="$venv/bin/python" cargo test -p hearth-node --test member -- --ignored openai
+HEARTH_OPENAI_PYTHON="$venv/bin/python" cargo test -p hearth-node --features openai-client-tests --test member openai

@@ -6,8 +6,9 @@
 //! process's peak resident memory is reported.
 //!
 //! Short form (CI): `cargo test -p hearth-tests --test it load` (8 nodes). Load forms, run alone:
-//! `cargo test -p hearth-tests --test it load -- --ignored --nocapture --test-threads 1` (20
-//! nodes, 4,000 messages, 3 rounds; 30 nodes, 20,000 messages, 5 rounds).
+//! `cargo test -p hearth-tests --features load-tests --test it load -- --nocapture
+//! --test-threads 1` (20 nodes, 4,000 messages, 3 rounds of 10 s and of 20 s; 30 nodes, 20,000
+//! messages, 5 rounds).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -216,9 +217,12 @@ async fn eight_nodes_complete_rounds_while_an_attacker_floods() {
 }
 
 /// 20 nodes in one process on two cores is more than the machine gives while other tests run
-/// beside it: run it alone (`-- --ignored --test-threads 1 twenty`), as docs/SECURITY.md says.
+/// beside it: run it alone (`--features load-tests ... -- --test-threads 1 twenty`), as docs/SECURITY.md says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "load form: 20 nodes, 4,000 messages, 3 rounds of 10 s (about 60 s); run alone"]
+#[cfg_attr(
+    not(feature = "load-tests"),
+    ignore = "load form: 20 nodes, 4,000 messages, 3 rounds of 10 s (about 60 s); run alone with --features load-tests"
+)]
 async fn twenty_nodes_complete_rounds_while_an_attacker_floods() {
     flood_while_rounds_run(20, 4, 4_000, 3, PERIOD, false).await;
 }
@@ -226,13 +230,19 @@ async fn twenty_nodes_complete_rounds_while_an_attacker_floods() {
 /// The same with 20 s rounds (the flood still in the first 5 s of each submit window), where
 /// every node must close every round: what 20 nodes on two cores need to keep their deadlines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "load form: 20 nodes, 4,000 messages, 3 rounds of 20 s, no failed round (about 100 s)"]
+#[cfg_attr(
+    not(feature = "load-tests"),
+    ignore = "load form: 20 nodes, 4,000 messages, 3 rounds of 20 s, no failed round (about 100 s); run alone with --features load-tests"
+)]
 async fn twenty_nodes_keep_every_deadline_with_twenty_second_rounds() {
     flood_while_rounds_run(20, 4, 4_000, 3, 2 * PERIOD, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long form: 30 nodes, 20,000 messages, 5 rounds (about 70 s)"]
+#[cfg_attr(
+    not(feature = "load-tests"),
+    ignore = "long form: 30 nodes, 20,000 messages, 5 rounds (about 70 s); run alone with --features load-tests"
+)]
 async fn thirty_nodes_complete_rounds_while_an_attacker_floods_long() {
     flood_while_rounds_run(30, 6, 20_000, 5, PERIOD, false).await;
 }
