@@ -674,6 +674,8 @@ fn admin_reason(e: &Error) -> Reason {
 
 mod admission;
 #[cfg(test)]
+mod attack_tests;
+#[cfg(test)]
 mod probe_tests;
 #[cfg(test)]
 mod properties;
